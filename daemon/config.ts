@@ -1,0 +1,87 @@
+// burrowd's command line (DESIGN §7). Bad flags are errors that name the flag.
+
+import { parseArgs } from 'node:util';
+import { BurrowError, ErrorCodes } from '../shared/errors.js';
+import { socketPath, stateDir } from '../shared/paths.js';
+import { isLogLevel, type LogLevel } from './log.js';
+import type { RelaySetting } from './transport/iroh.js';
+
+export interface DaemonOptions {
+  state: string;
+  socket: string;
+  host: boolean;
+  relay: RelaySetting;
+  bind?: string;
+  /** Seconds an idle pooled connection is kept; 0 keeps it forever. */
+  persist: number;
+  logLevel: LogLevel;
+  foreground: boolean;
+}
+
+export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
+               [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]`;
+
+function bad(message: string): BurrowError {
+  return new BurrowError(ErrorCodes.BadArgument, message);
+}
+
+export function parseRelay(s: string): RelaySetting {
+  if (s === 'default') return { mode: 'default' };
+  if (s === 'disabled') return { mode: 'disabled' };
+  const urls = s.split(',').map((u) => u.trim());
+  for (const u of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(u);
+    } catch {
+      throw bad(`--relay: ${JSON.stringify(u)} is not default, disabled or a URL`);
+    }
+    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw bad(`--relay: ${u} must be an http(s) URL`);
+  }
+  return { mode: 'custom', urls };
+}
+
+export function parseBind(s: string): string {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[2]) > 65535 || m[1]!.split('.').some((o) => Number(o) > 255)) throw bad(`--bind: ${JSON.stringify(s)} is not IPv4:PORT (e.g. 0.0.0.0:0)`);
+  return s;
+}
+
+export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): DaemonOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        state: { type: 'string' },
+        socket: { type: 'string' },
+        host: { type: 'boolean', default: false },
+        relay: { type: 'string', default: 'default' },
+        bind: { type: 'string' },
+        persist: { type: 'string', default: '600' },
+        'log-level': { type: 'string', default: 'info' },
+        foreground: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (err) {
+    throw bad(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) throw new BurrowError(ErrorCodes.BadArgument, USAGE);
+  const persist = Number(values.persist);
+  if (!Number.isInteger(persist) || persist < 0) throw bad(`--persist: ${JSON.stringify(values.persist)} is not a whole number of seconds`);
+  const level = values['log-level'];
+  if (!isLogLevel(level)) throw bad(`--log-level: ${JSON.stringify(level)} is not one of trace, debug, info, warn, error, fatal, silent`);
+  return {
+    state: values.state ?? stateDir(env),
+    socket: values.socket ?? socketPath(env),
+    host: values.host,
+    relay: parseRelay(values.relay),
+    ...(values.bind !== undefined ? { bind: parseBind(values.bind) } : {}),
+    persist,
+    logLevel: level,
+    foreground: values.foreground,
+  };
+}

@@ -1,0 +1,33 @@
+// Private files and directories: secrets live in 0700 dirs as 0600 files, written atomically.
+
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, renameSync, statSync, chmodSync, openSync, writeSync, fsyncSync, closeSync, unlinkSync } from 'node:fs';
+import { dirname, join, basename } from 'node:path';
+import { BurrowError, ErrorCodes } from '../shared/errors.js';
+
+/** Make dir (and parents) with mode 0700; refuse one owned by another user; tighten a looser mode. */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw new BurrowError(ErrorCodes.IoError, `${dir} is owned by uid ${st.uid}, not by this user (${uid}); refusing to use it`);
+  }
+  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+/** Write a file so that readers see the old or the new content, never a torn one. */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(tmp);
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+}

@@ -1,0 +1,51 @@
+// burrowd: flags, identity, roles, signals.
+
+import { BurrowError, ErrorCodes, toBurrowError } from '../shared/errors.js';
+import { parseDaemonArgs, type DaemonOptions } from './config.js';
+import { loadOrCreateIdentity } from './identity.js';
+import { createLogger, type Logger } from './log.js';
+import { IrohTransport } from './transport/iroh.js';
+
+async function run(opts: DaemonOptions, log: Logger): Promise<void> {
+  const identity = loadOrCreateIdentity(opts.state);
+  const transport = await IrohTransport.bind({ seed: identity.seed, relay: opts.relay, log, ...(opts.bind ? { bind: opts.bind } : {}) });
+  log.info({ event: 'endpoint_bound', endpointId: transport.endpointId, sockets: transport.boundSockets(), relay: opts.relay.mode }, 'endpoint bound');
+
+  if (opts.host) {
+    transport.serve({
+      authorize: () => Promise.resolve({ ok: false, reason: 'no service yet' }),
+      onConnection: (c) => c.close('no service yet'),
+    });
+    process.stdout.write(`endpoint-id: ${transport.endpointId}\nticket: ${transport.ticket()}\n`);
+  }
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: 'stopping', signal }, 'stopping');
+    void transport.close().then(() => {
+      log.info({ event: 'stopped' }, 'stopped');
+      process.exitCode = 0;
+      // Node exits by itself once the endpoint is closed; signal handlers stay so a second signal does not kill mid-close.
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+let opts: DaemonOptions;
+try {
+  opts = parseDaemonArgs(process.argv.slice(2));
+} catch (err) {
+  const e = toBurrowError(err);
+  process.stderr.write(e.code === ErrorCodes.BadArgument && e.message.startsWith('usage:') ? `${e.message}\n` : `burrowd: ${e.code}: ${e.message}\n`);
+  process.exit(2);
+}
+const log = createLogger(opts.logLevel);
+run(opts, log).catch((err: unknown) => {
+  const e = err instanceof BurrowError ? err : toBurrowError(err);
+  log.fatal({ event: 'fatal', code: e.code, err: e.message }, 'burrowd failed to start');
+  process.stderr.write(`burrowd: ${e.code}: ${e.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,5 @@
+// The library API for Node programs.
+export * from './errors.js';
+export * from './ipc/frames.js';
+export * from './ipc/codec.js';
+export * from './paths.js';
