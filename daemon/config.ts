@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { socketPath, stateDir } from '../shared/paths.js';
 import { isLogLevel, type LogLevel } from './log.js';
+import type { HostBackend } from './host/server.js';
 import type { RelaySetting } from './transport/iroh.js';
 
 export interface DaemonOptions {
@@ -16,10 +17,13 @@ export interface DaemonOptions {
   persist: number;
   logLevel: LogLevel;
   foreground: boolean;
+  hostBackend: HostBackend;
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
-               [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]`;
+               [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]
+               [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
+               [--max-sessions N] [--accept-env NAME[,NAME]]`;
 
 function bad(message: string): BurrowError {
   return new BurrowError(ErrorCodes.BadArgument, message);
@@ -63,6 +67,11 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
         persist: { type: 'string', default: '600' },
         'log-level': { type: 'string', default: 'info' },
         foreground: { type: 'boolean', default: false },
+        'host-backend': { type: 'string', default: 'builtin' },
+        'sshd-address': { type: 'string', default: '127.0.0.1:22' },
+        open: { type: 'boolean', default: false },
+        'max-sessions': { type: 'string', default: '128' },
+        'accept-env': { type: 'string', default: '' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -75,6 +84,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const level = values['log-level'];
   if (!isLogLevel(level)) throw bad(`--log-level: ${JSON.stringify(level)} is not one of trace, debug, info, warn, error, fatal, silent`);
   return {
+    hostBackend: parseBackend(values['host-backend'], values['sshd-address'], values.open, values['max-sessions'], values['accept-env']),
     state: values.state ?? stateDir(env),
     socket: values.socket ?? socketPath(env),
     host: values.host,
@@ -84,4 +94,21 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     logLevel: level,
     foreground: values.foreground,
   };
+}
+
+function parseBackend(kind: string, sshdAddress: string, open: boolean, maxSessions: string, acceptEnv: string): HostBackend {
+  if (kind === 'builtin') {
+    const max = Number(maxSessions);
+    if (!Number.isInteger(max) || max < 1) throw bad(`--max-sessions: ${JSON.stringify(maxSessions)} is not a positive whole number`);
+    const names = acceptEnv.split(',').map((n) => n.trim()).filter((n) => n !== '');
+    for (const n of names) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw bad(`--accept-env: ${JSON.stringify(n)} is not an environment variable name`);
+    return { kind: 'builtin', maxSessions: max, acceptEnv: names };
+  }
+  if (kind === 'sshd') {
+    const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(sshdAddress);
+    const port = Number(m?.[3]);
+    if (!m || port < 1 || port > 65535) throw bad(`--sshd-address: ${JSON.stringify(sshdAddress)} is not HOST:PORT (e.g. 127.0.0.1:22)`);
+    return { kind: 'sshd', host: (m[1] ?? m[2]) as string, port, open };
+  }
+  throw bad(`--host-backend: ${JSON.stringify(kind)} is not builtin or sshd`);
 }

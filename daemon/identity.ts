@@ -7,7 +7,7 @@ import { readFileSync, statSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { StateFiles } from '../shared/paths.js';
-import { ensurePrivateDir, writeFileAtomic } from './fsutil.js';
+import { ensurePrivateDir, writeFileAtomic } from '../shared/fsutil.js';
 
 export interface Identity {
   /** 32-byte ed25519 seed. Never logged. */

@@ -5,17 +5,21 @@ import { parseDaemonArgs, type DaemonOptions } from './config.js';
 import { loadOrCreateIdentity } from './identity.js';
 import { createLogger, type Logger } from './log.js';
 import { IrohTransport } from './transport/iroh.js';
+import { HostAuth } from './host/auth.js';
+import { Host } from './host/server.js';
+import { homedir } from 'node:os';
 
 async function run(opts: DaemonOptions, log: Logger): Promise<void> {
   const identity = loadOrCreateIdentity(opts.state);
   const transport = await IrohTransport.bind({ seed: identity.seed, relay: opts.relay, log, ...(opts.bind ? { bind: opts.bind } : {}) });
   log.info({ event: 'endpoint_bound', endpointId: transport.endpointId, sockets: transport.boundSockets(), relay: opts.relay.mode }, 'endpoint bound');
 
+  let host: Host | undefined;
   if (opts.host) {
-    transport.serve({
-      authorize: () => Promise.resolve({ ok: false, reason: 'no service yet' }),
-      onConnection: (c) => c.close('no service yet'),
-    });
+    host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, homedir(), log), log });
+    await host.validate();
+    transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c) });
+    log.info({ event: 'host_serving', backend: opts.hostBackend.kind }, 'host role serving');
     process.stdout.write(`endpoint-id: ${transport.endpointId}\nticket: ${transport.ticket()}\n`);
   }
 
@@ -24,6 +28,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ event: 'stopping', signal }, 'stopping');
+    host?.close();
     void transport.close().then(() => {
       log.info({ event: 'stopped' }, 'stopped');
       process.exitCode = 0;

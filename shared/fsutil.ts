@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, renameSync, statSync, chmodSync, openSync, writeSync, fsyncSync, closeSync, unlinkSync } from 'node:fs';
 import { dirname, join, basename } from 'node:path';
-import { BurrowError, ErrorCodes } from '../shared/errors.js';
+import { BurrowError, ErrorCodes } from './errors.js';
 
 /** Make dir (and parents) with mode 0700; refuse one owned by another user; tighten a looser mode. */
 export function ensurePrivateDir(dir: string): void {

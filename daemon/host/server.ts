@@ -1,0 +1,241 @@
+// The inbound role: each authorized iroh connection carries exactly one SSH stream, served by the
+// built-in ssh2 server or piped to the machine's sshd. Nothing else is served, and nothing at all
+// before the transport check (and, for the built-in server, SSH publickey auth) has passed.
+
+import { homedir, userInfo } from 'node:os';
+import type { Duplex } from 'node:stream';
+import ssh2 from 'ssh2';
+import type { AuthContext, Connection as SshServerConn } from 'ssh2';
+import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import { fingerprint, type Identity } from '../identity.js';
+import type { Logger } from '../log.js';
+import { CloseCode, type Authorize, type IrohConnection } from '../transport/iroh.js';
+import { dialTcp } from '../transport/tcp.js';
+import type { HostAuth } from './auth.js';
+import { killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
+
+export type HostBackend =
+  | { kind: 'builtin'; maxSessions: number; acceptEnv: readonly string[] }
+  | { kind: 'sshd'; host: string; port: number; open: boolean };
+
+export interface HostOptions {
+  identity: Identity;
+  backend: HostBackend;
+  auth: HostAuth;
+  log: Logger;
+  /** Seconds between SIGHUP and SIGKILL for the processes of a dropped connection. */
+  hangupGraceMs?: number;
+}
+
+const MAX_AUTH_TRIES = 6;
+const FAILED_AUTH_DELAY_MS = 300;
+// SSH_OPEN_RESOURCE_SHORTAGE (RFC 4254 §5.1).
+const OPEN_RESOURCE_SHORTAGE = 4;
+
+function servingUser(): SessionUser {
+  const u = userInfo();
+  return {
+    name: u.username,
+    home: homedir(), // $HOME first, like the rest of burrow; passwd when unset
+    shell: u.shell && u.shell !== '' ? u.shell : process.env['SHELL'] || '/bin/sh',
+    path: process.env['PATH'] ?? '/usr/local/bin:/usr/bin:/bin',
+  };
+}
+
+export class Host {
+  private readonly user = servingUser();
+  private readonly live = new Set<IrohConnection>();
+  private closing = false;
+
+  constructor(private readonly opts: HostOptions) {}
+
+  /** The transport hook: the endpoint id against authorized_endpoints, before any stream. */
+  readonly authorize: Authorize = async (remoteId) => {
+    const requireList = this.opts.backend.kind === 'sshd' && !this.opts.backend.open;
+    const verdict = this.closing ? { ok: false as const, reason: 'host is shutting down' } : await this.opts.auth.endpointAllowed(remoteId, requireList);
+    if (verdict.ok) this.opts.log.info({ event: 'connection_accepted', remote: remoteId, backend: this.opts.backend.kind }, 'connection accepted');
+    else this.opts.log.warn({ event: 'connection_refused', remote: remoteId, reason: verdict.reason }, 'connection refused');
+    return verdict;
+  };
+
+  /** Check at start-up that the configuration is safe to serve. */
+  async validate(): Promise<void> {
+    const b = this.opts.backend;
+    if (b.kind === 'sshd' && !b.open && !(await this.opts.auth.hasEndpointList())) {
+      throw new BurrowError(
+        ErrorCodes.BadArgument,
+        'the sshd backend needs a non-empty authorized_endpoints list (burrow host authorize ENDPOINT_ID), or --open to let any endpoint reach sshd',
+      );
+    }
+  }
+
+  /** Serve one authorized connection: its first stream is SSH; any further stream is refused. */
+  handle(conn: IrohConnection): void {
+    this.live.add(conn);
+    const began = Date.now();
+    void conn.closed.then((reason) => {
+      this.live.delete(conn);
+      this.opts.log.info({ event: 'connection_closed', remote: conn.remoteId, reason, durationMs: Date.now() - began }, 'connection closed');
+    });
+    void (async () => {
+      let stream: Duplex;
+      try {
+        stream = await conn.acceptStream();
+      } catch {
+        return; // closed before opening a stream
+      }
+      stream.once('close', () => conn.close('ssh stream ended'));
+      if (this.opts.backend.kind === 'builtin') this.serveBuiltin(conn, stream, this.opts.backend);
+      else this.pipeToSshd(conn, stream, this.opts.backend);
+      // One SSH stream per connection: anything more is refused, never read.
+      for (;;) {
+        const extra = await conn.acceptStream().catch(() => null);
+        if (!extra) return;
+        this.opts.log.warn({ event: 'stream_refused', remote: conn.remoteId }, 'extra stream refused: one SSH stream per connection');
+        extra.destroy();
+      }
+    })();
+  }
+
+  private serveBuiltin(conn: IrohConnection, stream: Duplex, backend: Extract<HostBackend, { kind: 'builtin' }>): void {
+    const log = this.opts.log;
+    const remote = conn.remoteId;
+    const procs = new Set<RunningProcess>();
+    let sessions = 0;
+    let authTries = 0;
+    const server = new ssh2.Server({ hostKeys: [this.opts.identity.privateKeyOpenSSH], ident: 'burrow_0.1' });
+    server.on('connection', (client: SshServerConn) => {
+      client.on('error', (err: Error) => log.debug({ remote, err: err.message }, 'ssh connection error'));
+      client.on('authentication', (ctx: AuthContext) => void this.authenticate(ctx, remote, ++authTries, client));
+      client.on('ready', () => {
+        client.on('session', (accept, reject) => {
+          if (sessions >= backend.maxSessions) {
+            log.warn({ event: 'session_refused', remote, limit: backend.maxSessions }, 'session refused: channel limit');
+            rejectWithReason(client, reject, OPEN_RESOURCE_SHORTAGE, `channel limit of ${backend.maxSessions} reached`);
+            return;
+          }
+          sessions++;
+          serveSession(
+            accept(),
+            { user: this.user, remote, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) },
+            () => sessions--,
+          );
+        });
+        // Forwarding arrives with the forwarding issue; until then it is refused, not ignored.
+        client.on('tcpip', (_accept, reject) => reject());
+        client.on('request', (_accept, reject) => reject?.());
+      });
+      client.once('close', () => this.hangUp(procs));
+    });
+    server.injectSocket(stream as unknown as import('node:net').Socket);
+  }
+
+  private async authenticate(ctx: AuthContext, remote: string, tries: number, client: SshServerConn): Promise<void> {
+    const log = this.opts.log;
+    if (tries > MAX_AUTH_TRIES) {
+      log.warn({ event: 'auth_refused', remote, user: ctx.username, reason: 'too many attempts' }, 'auth refused');
+      client.end();
+      return;
+    }
+    if (ctx.method !== 'publickey') {
+      // Only publickey: no password, no keyboard-interactive. "none" is the client asking what we take.
+      if (ctx.method !== 'none') log.info({ event: 'auth_refused', remote, user: ctx.username, method: ctx.method, reason: 'method not allowed' }, 'auth refused');
+      ctx.reject(['publickey']);
+      return;
+    }
+    const fp = fingerprint(ctx.key.data);
+    const match = await this.opts.auth.findKey(ctx.key.algo, ctx.key.data);
+    if (!match) {
+      log.warn({ event: 'auth_refused', remote, user: ctx.username, key: fp, reason: 'key not authorized' }, 'auth refused');
+      await delay(FAILED_AUTH_DELAY_MS);
+      ctx.reject(['publickey']);
+      return;
+    }
+    if (!ctx.signature) {
+      ctx.accept(); // the client asks whether this key would do; it signs next
+      return;
+    }
+    if (match.key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true) {
+      log.warn({ event: 'auth_refused', remote, user: ctx.username, key: fp, reason: 'bad signature' }, 'auth refused');
+      await delay(FAILED_AUTH_DELAY_MS);
+      ctx.reject(['publickey']);
+      return;
+    }
+    log.info({ event: 'auth_accepted', remote, user: ctx.username, key: fp, source: match.source }, 'auth accepted');
+    ctx.accept();
+  }
+
+  private pipeToSshd(conn: IrohConnection, stream: Duplex, b: Extract<HostBackend, { kind: 'sshd' }>): void {
+    const log = this.opts.log;
+    const began = Date.now();
+    let bytesIn = 0;
+    let bytesOut = 0;
+    stream.on('data', (d: Buffer) => (bytesIn += d.length));
+    stream.pause();
+    dialTcp(b.host, b.port, 10_000).then(
+      (sock) => {
+        sock.on('data', (d: Buffer) => (bytesOut += d.length));
+        log.info({ event: 'session_start', remote: conn.remoteId, kind: 'sshd', sshd: `${b.host}:${b.port}` }, 'session start');
+        // pipe() gives backpressure both ways and carries each half-close across.
+        stream.pipe(sock);
+        sock.pipe(stream);
+        const end = (err?: Error): void => {
+          sock.destroy();
+          stream.destroy();
+          conn.close(err ? 'sshd connection failed' : 'sshd session ended');
+        };
+        sock.once('error', end);
+        stream.once('error', end);
+        sock.once('close', () => {
+          if (!stream.writableEnded) stream.end();
+          log.info({ event: 'session_end', remote: conn.remoteId, kind: 'sshd', bytesIn, bytesOut, durationMs: Date.now() - began }, 'session end');
+        });
+      },
+      (err: unknown) => {
+        log.error({ event: 'sshd_unreachable', remote: conn.remoteId, err: (err as Error).message }, 'cannot reach sshd');
+        stream.destroy();
+        conn.close('host cannot reach its sshd', CloseCode.Protocol);
+      },
+    );
+  }
+
+  /** A dropped connection's processes get SIGHUP, then SIGKILL after a grace period. */
+  private hangUp(procs: Set<RunningProcess>): void {
+    if (procs.size === 0) return;
+    const grace = this.opts.hangupGraceMs ?? 5000;
+    for (const p of procs) {
+      killGroup(p.pid, 'SIGHUP');
+      const timer = setTimeout(() => killGroup(p.pid, 'SIGKILL'), grace);
+      void p.done.then(() => clearTimeout(timer));
+    }
+  }
+
+  get connectionCount(): number {
+    return this.live.size;
+  }
+
+  close(): void {
+    this.closing = true;
+    for (const c of this.live) c.close('host is shutting down', CloseCode.Shutdown);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * ssh2's reject() sends an open failure with an empty description; put a reason in it so the
+ * client sees why (e.g. "channel limit of 128 reached") instead of a bare code.
+ */
+function rejectWithReason(client: SshServerConn, reject: () => void, reason: number, description: string): void {
+  const proto = (client as unknown as { _protocol?: { channelOpenFail: (recipient: number, reason: number, desc: string) => void } })._protocol;
+  if (!proto) return reject();
+  const orig = proto.channelOpenFail;
+  proto.channelOpenFail = (recipient) => orig.call(proto, recipient, reason, description);
+  try {
+    reject();
+  } finally {
+    proto.channelOpenFail = orig;
+  }
+}

@@ -1,0 +1,109 @@
+// The host's two allowlists, as files in the state dir: authorized_endpoints (one endpoint id per
+// line, optional comment) and authorized_keys (OpenSSH format). The CLI edits them, the daemon
+// reads them afresh for each new connection, so edits apply without a restart.
+
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { BurrowError, ErrorCodes } from './errors.js';
+
+export interface EndpointEntry {
+  id: string;
+  comment: string;
+}
+
+export interface KeyEntry {
+  /** OpenSSH options before the key type (`command="..."`, `restrict`, ...), raw. */
+  options: string;
+  type: string;
+  /** The public key blob, base64 as written. */
+  base64: string;
+  comment: string;
+}
+
+const ENDPOINT_ID = /^[0-9a-f]{64}$/;
+const KEY_TYPES = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-dss)$/;
+
+export function isEndpointIdText(s: string): boolean {
+  return ENDPOINT_ID.test(s);
+}
+
+const meaningful = (text: string): string[] =>
+  text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+
+export function parseEndpointList(text: string): EndpointEntry[] {
+  const out: EndpointEntry[] = [];
+  for (const line of meaningful(text)) {
+    const [id = '', ...rest] = line.split(/\s+/);
+    if (isEndpointIdText(id.toLowerCase())) out.push({ id: id.toLowerCase(), comment: rest.join(' ') });
+  }
+  return out;
+}
+
+/** Split one authorized_keys line; options may contain quoted spaces. Returns null for a line that is not a key. */
+export function parseKeyLine(line: string): KeyEntry | null {
+  const t = line.trim();
+  if (t === '' || t.startsWith('#')) return null;
+  const fields: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < t.length; i++) {
+    const ch = t[i] as string;
+    if (ch === '\\' && quoted && i + 1 < t.length) {
+      cur += ch + (t[++i] as string);
+    } else if (ch === '"') {
+      quoted = !quoted;
+      cur += ch;
+    } else if (!quoted && (ch === ' ' || ch === '\t')) {
+      if (cur !== '') fields.push(cur);
+      cur = '';
+      if (fields.length >= 3) {
+        fields.push(t.slice(i + 1).trim());
+        break;
+      }
+    } else cur += ch;
+  }
+  if (cur !== '' && fields.length < 4) fields.push(cur);
+  const typeAt = fields.findIndex((f) => KEY_TYPES.test(f));
+  if (typeAt < 0 || typeAt > 1) return null;
+  const base64 = fields[typeAt + 1];
+  if (base64 === undefined || !/^[A-Za-z0-9+/]+=*$/.test(base64)) return null;
+  const comment = typeAt === 0 ? fields.slice(2).join(' ') : fields.slice(3).join(' ');
+  return { options: typeAt === 1 ? (fields[0] as string) : '', type: fields[typeAt] as string, base64, comment };
+}
+
+export function parseKeyList(text: string): KeyEntry[] {
+  return text
+    .split('\n')
+    .map(parseKeyLine)
+    .filter((k): k is KeyEntry => k !== null);
+}
+
+async function readOptional(path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw new BurrowError(ErrorCodes.IoError, `cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+export async function readEndpointList(path: string): Promise<EndpointEntry[]> {
+  return parseEndpointList(await readOptional(path));
+}
+
+export async function readKeyList(path: string): Promise<KeyEntry[]> {
+  return parseKeyList(await readOptional(path));
+}
+
+/** Synchronous read for the CLI, which edits these files directly. */
+export function readTextOptional(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw new BurrowError(ErrorCodes.IoError, `cannot read ${path}: ${(err as Error).message}`);
+  }
+}

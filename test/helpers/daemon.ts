@@ -1,0 +1,144 @@
+// Start real burrowd processes for tests: temp state dir, loopback-only, offline iroh.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const BURROWD = fileURLToPath(new URL('../../bin/burrowd.js', import.meta.url));
+export const BURROW = fileURLToPath(new URL('../../bin/burrow.js', import.meta.url));
+
+export interface LogLine {
+  event?: string;
+  msg?: string;
+  [k: string]: unknown;
+}
+
+export interface RunningDaemon {
+  proc: ChildProcess;
+  dir: string;
+  state: string;
+  home: string;
+  socket: string;
+  endpointId: string;
+  ticket: string;
+  logs: LogLine[];
+  /** Resolves once a log line matching the predicate appears (or rejects after ms). */
+  waitLog(pred: (l: LogLine) => boolean, ms?: number): Promise<LogLine>;
+  authorizeKey(line: string): void;
+  authorizeEndpoint(id: string): void;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface DaemonOpts {
+  args?: string[];
+  /** Lines for state/authorized_endpoints written before start. */
+  endpoints?: string[];
+  /** Lines for state/authorized_keys written before start. */
+  keys?: string[];
+  env?: Record<string, string>;
+}
+
+const running = new Set<RunningDaemon>();
+
+export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), 'burrow-test-'));
+  const state = join(dir, 'state');
+  const home = join(dir, 'home');
+  mkdirSync(state, { mode: 0o700 });
+  mkdirSync(join(home, '.ssh'), { recursive: true, mode: 0o700 });
+  const socket = join(dir, 'agent.sock');
+  if (opts.endpoints) writeFileSync(join(state, 'authorized_endpoints'), opts.endpoints.join('\n') + '\n', { mode: 0o600 });
+  if (opts.keys) writeFileSync(join(state, 'authorized_keys'), opts.keys.join('\n') + '\n', { mode: 0o600 });
+  const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--foreground', '--log-level', 'debug', ...(opts.args ?? [])];
+  const proc = spawn(process.execPath, [BURROWD, ...args], { env: { ...process.env, HOME: home, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: LogLine[] = [];
+  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  let stderrText = '';
+  createInterface({ input: proc.stderr! }).on('line', (line) => {
+    let l: LogLine;
+    try {
+      l = JSON.parse(line) as LogLine;
+    } catch {
+      stderrText += line + '\n';
+      return;
+    }
+    logs.push(l);
+    for (const w of [...waiters]) if (w.pred(l)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(l));
+  });
+  const header: Record<string, string> = {};
+  const wantsTicket = (opts.args ?? []).includes('--host');
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`burrowd did not start: ${stderrText}`)), 20_000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`burrowd exited with ${code}: ${stderrText}`));
+    });
+    const rl = createInterface({ input: proc.stdout! });
+    rl.on('line', (line) => {
+      const m = /^([a-z-]+): (.*)$/.exec(line);
+      if (m) header[m[1]!] = m[2]!;
+      if (!wantsTicket || header['ticket']) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    if (!wantsTicket) {
+      const t = setInterval(() => {
+        if (logs.some((l) => l.event === 'ready')) {
+          clearInterval(t);
+          clearTimeout(timer);
+          resolve();
+        }
+      }, 20);
+    }
+  });
+  proc.removeAllListeners('exit');
+  const d: RunningDaemon = {
+    proc,
+    dir,
+    state,
+    home,
+    socket,
+    endpointId: header['endpoint-id'] ?? '',
+    ticket: header['ticket'] ?? '',
+    logs,
+    waitLog(pred, ms = 10_000) {
+      const found = logs.find(pred);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const w = { pred, resolve };
+        waiters.push(w);
+        setTimeout(() => reject(new Error(`no matching log line within ${ms} ms; saw events: ${logs.map((l) => l.event).join(',')}`)), ms);
+      });
+    },
+    authorizeKey(line) {
+      appendFileSync(join(state, 'authorized_keys'), line + '\n', { mode: 0o600 });
+    },
+    authorizeEndpoint(id) {
+      appendFileSync(join(state, 'authorized_endpoints'), id + '\n', { mode: 0o600 });
+    },
+    async stop(signal = 'SIGTERM') {
+      running.delete(d);
+      let code: number | null = proc.exitCode;
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+        proc.kill(signal);
+        const killer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+        code = await exited;
+        clearTimeout(killer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
+  };
+  running.add(d);
+  return d;
+}
+
+/** Stop every daemon a test file started and did not stop itself. */
+export async function stopAllDaemons(): Promise<void> {
+  await Promise.all([...running].map((d) => d.stop()));
+}
