@@ -1,4 +1,69 @@
-// burrow: the thin client. argv -> one IPC session -> exit code. Imports shared/ and msgpackr only.
+// burrow: the thin client. argv -> one IPC session -> exit code. Imports shared/ and msgpackr only;
+// each command's module is loaded only when that command runs, to keep start-up short.
 
-process.stderr.write('burrow: no commands yet\n');
-process.exitCode = 2;
+import { BurrowError, ErrorCodes } from '../shared/errors.js';
+import { defaultContext, fail, type CliContext } from './context.js';
+
+const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
+
+  ssh TARGET [-t|-T] [CMD...]     a shell or command on TARGET (PTY when stdin is a terminal)
+  exec TARGET -- CMD...           run CMD; stdout, stderr and exit status kept apart
+  status [--json]                 the daemon and its connections
+  check TARGET                    exit 0 when a live connection to TARGET is held
+  disconnect TARGET               close the held connection to TARGET
+  daemon run|start|stop           run burrowd here, start it in the background, or stop it
+  host id|ticket                  this machine's endpoint id or ticket
+  host authorize KEY|ENDPOINT_ID  let a key or endpoint in (takes effect for new connections)
+  host revoke KEY|ENDPOINT_ID     take it out again
+  host list                       what is authorized
+  alias add NAME TARGET | alias list [--json] | alias remove NAME
+
+TARGET is an alias, a ticket, an endpoint id, or [user@]host[:port] for an ordinary sshd.
+Exit status: the remote command's; 128+N when it died of signal N; 255 when the connection or
+daemon failed (with one line "burrow: <code>: <message>" on stderr).`;
+
+type Command = (ctx: CliContext, args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  ssh: async () => (await import('./commands/session.js')).sshCommand,
+  exec: async () => (await import('./commands/session.js')).execCommand,
+  status: async () => (await import('./commands/status.js')).statusCommand,
+  check: async () => (await import('./commands/status.js')).checkCommand,
+  disconnect: async () => (await import('./commands/status.js')).disconnectCommand,
+  daemon: async () => (await import('./commands/daemon.js')).daemonCommand,
+  host: async () => (await import('./commands/host.js')).hostCommand,
+  alias: async () => (await import('./commands/alias.js')).aliasCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const ctx = defaultContext();
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--socket' || a === '--state') {
+      const v = argv[++i];
+      if (v === undefined) throw new BurrowError(ErrorCodes.BadArgument, `${a} needs a value`);
+      if (a === '--socket') ctx.socket = v;
+      else ctx.state = v;
+    } else if (a === '--no-autostart') ctx.autostart = false;
+    else if (a === '-h' || a === '--help' || a === 'help') {
+      process.stdout.write(HELP + '\n');
+      return 0;
+    } else break;
+  }
+  const name = argv[i];
+  if (name === undefined) {
+    process.stderr.write(HELP + '\n');
+    return 2;
+  }
+  const load = COMMANDS[name];
+  if (!load) throw new BurrowError(ErrorCodes.BadArgument, `unknown command ${JSON.stringify(name)} (burrow --help lists them)`);
+  return (await load())(ctx, argv.slice(i + 1));
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => fail(err),
+);

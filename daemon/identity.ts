@@ -2,12 +2,13 @@
 // Stored as an unencrypted OpenSSH private key (openssh-key-v1): ssh2 parses ed25519 keys only in
 // that format, and OpenSSH's own tools can use the same file.
 
-import { createHash, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, statSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { StateFiles } from '../shared/paths.js';
 import { ensurePrivateDir, writeFileAtomic } from '../shared/fsutil.js';
+import { ed25519PublicBlob, sshString } from '../shared/sshkey.js';
 
 export interface Identity {
   /** 32-byte ed25519 seed. Never logged. */
@@ -25,27 +26,10 @@ export interface Identity {
 const MAGIC = Buffer.from('openssh-key-v1\0', 'latin1');
 const KEY_TYPE = 'ssh-ed25519';
 
-function sshString(b: Buffer | string): Buffer {
-  const body = typeof b === 'string' ? Buffer.from(b) : b;
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(body.length);
-  return Buffer.concat([len, body]);
-}
-
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32BE(n);
   return b;
-}
-
-/** The SSH wire blob of an ed25519 public key. */
-export function ed25519PublicBlob(publicKey: Buffer): Buffer {
-  return Buffer.concat([sshString(KEY_TYPE), sshString(publicKey)]);
-}
-
-/** OpenSSH's SHA256 fingerprint of a public key blob (`SHA256:...`, no padding). */
-export function fingerprint(blob: Buffer): string {
-  return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
 }
 
 export function publicKeyFromSeed(seed: Buffer): Buffer {

@@ -1,42 +1,112 @@
-// burrowd: flags, identity, roles, signals.
+// burrowd: flags, identity, roles, signals. The IPC socket is bound first: it is the
+// single-instance lock, so a second daemon exits before touching anything else.
 
+import { readFileSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { BurrowError, ErrorCodes, toBurrowError } from '../shared/errors.js';
+import { StateFiles } from '../shared/paths.js';
+import { clientAuthMethods } from './agent/keys.js';
+import { checkTarget, disconnectTarget, runSession, type AgentContext } from './agent/ops.js';
+import { Pool } from './agent/pool.js';
 import { parseDaemonArgs, type DaemonOptions } from './config.js';
-import { loadOrCreateIdentity } from './identity.js';
-import { createLogger, type Logger } from './log.js';
-import { IrohTransport } from './transport/iroh.js';
 import { HostAuth } from './host/auth.js';
 import { Host } from './host/server.js';
-import { homedir } from 'node:os';
+import { loadOrCreateIdentity } from './identity.js';
+import { IpcServer, type RequestFrame, type IpcSession } from './ipc/server.js';
+import { createLogger, type Logger } from './log.js';
+import { IrohTransport } from './transport/iroh.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 async function run(opts: DaemonOptions, log: Logger): Promise<void> {
+  const started = Date.now();
+  let stopping = false;
+  // Filled in below; requests that arrive before then are answered by `handle` with ShuttingDown.
+  let handle: (req: RequestFrame, s: IpcSession) => Promise<void> = () => Promise.reject(new BurrowError(ErrorCodes.ShuttingDown, 'daemon is starting'));
+  const ipc = new IpcServer(opts.socket, (req, s) => handle(req, s), log);
+  await ipc.listen();
+
   const identity = loadOrCreateIdentity(opts.state);
   const transport = await IrohTransport.bind({ seed: identity.seed, relay: opts.relay, log, ...(opts.bind ? { bind: opts.bind } : {}) });
   log.info({ event: 'endpoint_bound', endpointId: transport.endpointId, sockets: transport.boundSockets(), relay: opts.relay.mode }, 'endpoint bound');
 
+  const home = homedir();
+  const pool = new Pool({
+    transport,
+    log,
+    persist: opts.persist,
+    authMethods: () => clientAuthMethods(identity, home),
+    knownHosts: { user: join(home, '.ssh', 'known_hosts'), own: join(opts.state, StateFiles.knownHosts) },
+  });
+  const agent: AgentContext = { pool, state: opts.state, defaultUser: userInfo().username, log };
+
   let host: Host | undefined;
   if (opts.host) {
-    host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, homedir(), log), log });
+    host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, home, log), log });
     await host.validate();
     transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c) });
-    log.info({ event: 'host_serving', backend: opts.hostBackend.kind }, 'host role serving');
-    process.stdout.write(`endpoint-id: ${transport.endpointId}\nticket: ${transport.ticket()}\n`);
   }
 
-  let stopping = false;
-  const stop = (signal: string): void => {
+  const status = (): Record<string, unknown> => ({
+    daemon: {
+      version: VERSION,
+      pid: process.pid,
+      uptimeSeconds: Math.floor((Date.now() - started) / 1000),
+      endpointId: transport.endpointId,
+      ticket: transport.ticket(),
+      relay: opts.relay.mode,
+      sockets: transport.boundSockets(),
+      socket: opts.socket,
+      persist: opts.persist,
+      host: opts.host,
+      ...(host ? { hostBackend: opts.hostBackend.kind, hostConnections: host.connectionCount } : {}),
+      ipcSessions: ipc.sessionCount,
+    },
+    connections: pool.list(),
+  });
+
+  const shutdown = async (why: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    log.info({ event: 'stopping', signal }, 'stopping');
+    log.info({ event: 'stopping', reason: why }, 'stopping');
+    // Whatever hangs, the process does not outlive this: a wedged daemon would hold the socket lock.
+    setTimeout(() => {
+      log.error({ event: 'stop_timeout' }, 'shutdown did not finish in 20 s; exiting');
+      process.exit(1);
+    }, 20_000).unref();
+    await ipc.close();
     host?.close();
-    void transport.close().then(() => {
-      log.info({ event: 'stopped' }, 'stopped');
-      process.exitCode = 0;
-      // Node exits by itself once the endpoint is closed; signal handlers stay so a second signal does not kill mid-close.
-    });
+    pool.closeAll('daemon stopping');
+    await transport.close();
+    log.info({ event: 'stopped' }, 'stopped');
+    // Node exits by itself once the endpoint and sockets are closed.
   };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  handle = async (req, s) => {
+    if (stopping) throw new BurrowError(ErrorCodes.ShuttingDown, 'daemon is shutting down');
+    switch (req.t) {
+      case 'status':
+        return s.end({ t: 'result', value: status() });
+      case 'check':
+        return s.end({ t: 'result', value: await checkTarget(agent, req.target) });
+      case 'disconnect':
+        return s.end({ t: 'result', value: await disconnectTarget(agent, req.target) });
+      case 'stop':
+        s.end({ t: 'result', value: { stopping: true, pid: process.pid } });
+        return shutdown('stop requested');
+      case 'exec':
+      case 'shell':
+        return runSession(agent, req, s);
+      case 'proxy':
+        throw new BurrowError(ErrorCodes.BadArgument, `${req.t} is not supported by this daemon yet`);
+    }
+  };
+
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  log.info({ event: 'ready', socket: opts.socket, host: opts.host, version: VERSION }, 'ready');
+  if (opts.host) process.stdout.write(`endpoint-id: ${transport.endpointId}\nticket: ${transport.ticket()}\n`);
 }
 
 let opts: DaemonOptions;
@@ -44,13 +114,13 @@ try {
   opts = parseDaemonArgs(process.argv.slice(2));
 } catch (err) {
   const e = toBurrowError(err);
-  process.stderr.write(e.code === ErrorCodes.BadArgument && e.message.startsWith('usage:') ? `${e.message}\n` : `burrowd: ${e.code}: ${e.message}\n`);
+  process.stderr.write(e.message.startsWith('usage:') ? `${e.message}\n` : `burrowd: ${e.code}: ${e.message}\n`);
   process.exit(2);
 }
 const log = createLogger(opts.logLevel);
 run(opts, log).catch((err: unknown) => {
-  const e = err instanceof BurrowError ? err : toBurrowError(err);
+  const e = toBurrowError(err);
   log.fatal({ event: 'fatal', code: e.code, err: e.message }, 'burrowd failed to start');
   process.stderr.write(`burrowd: ${e.code}: ${e.message}\n`);
-  process.exit(1);
+  process.exit(e.code === ErrorCodes.AlreadyRunning ? 3 : 1);
 });

@@ -81,7 +81,8 @@ export function parseKeyList(text: string): KeyEntry[] {
     .filter((k): k is KeyEntry => k !== null);
 }
 
-async function readOptional(path: string): Promise<string> {
+/** A text file's content, or '' when it does not exist. */
+export async function readTextOptionalAsync(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
@@ -91,11 +92,11 @@ async function readOptional(path: string): Promise<string> {
 }
 
 export async function readEndpointList(path: string): Promise<EndpointEntry[]> {
-  return parseEndpointList(await readOptional(path));
+  return parseEndpointList(await readTextOptionalAsync(path));
 }
 
 export async function readKeyList(path: string): Promise<KeyEntry[]> {
-  return parseKeyList(await readOptional(path));
+  return parseKeyList(await readTextOptionalAsync(path));
 }
 
 /** Synchronous read for the CLI, which edits these files directly. */

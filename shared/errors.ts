@@ -38,6 +38,8 @@ export const ErrorCodes = {
   IoError: 'IoError',
   /** No daemon answers on the socket. */
   DaemonUnavailable: 'DaemonUnavailable',
+  /** Another daemon already serves this socket. */
+  AlreadyRunning: 'AlreadyRunning',
   /** The daemon is shutting down. */
   ShuttingDown: 'ShuttingDown',
   /** A bug: something that should not happen. */

@@ -5,12 +5,14 @@ import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, Client as SshClient, NextAuthHandler } from 'ssh2';
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
-import { ed25519PublicBlob, fingerprint } from '../identity.js';
+import { ed25519PublicBlob, fingerprint } from '../../shared/sshkey.js';
 
 /** How to check the server's host key: it must be the dialed endpoint id, or pass a custom check. */
 export type HostKeyPolicy =
   | { kind: 'endpoint'; endpointId: string }
-  | { kind: 'check'; verify: (key: Buffer) => { ok: true } | { ok: false; message: string } };
+  | { kind: 'check'; verify: (key: Buffer) => HostKeyResult | Promise<HostKeyResult> };
+
+export type HostKeyResult = { ok: true } | { ok: false; message: string };
 
 export interface SshConnectOptions {
   stream: Duplex;
@@ -67,19 +69,28 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshClient> {
       readyTimeout: opts.readyTimeoutMs ?? 20_000,
       keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
       keepaliveCountMax: opts.keepaliveCountMax ?? 3,
-      hostVerifier: (key: Buffer): boolean => {
-        if (opts.hostKey.kind === 'endpoint') {
-          if (hostKeyIsEndpoint(key, opts.hostKey.endpointId)) return true;
-          hostKeyError = new BurrowError(
-            ErrorCodes.HostKeyMismatch,
-            `host key ${fingerprint(key)} is not the key of endpoint ${opts.hostKey.endpointId.slice(0, 16)}…; refusing to continue`,
-          );
-          return false;
-        }
-        const v = opts.hostKey.verify(key);
-        if (v.ok) return true;
-        hostKeyError = new BurrowError(ErrorCodes.HostKeyMismatch, v.message);
-        return false;
+      // The two-argument form lets the check be asynchronous (known_hosts is a file).
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void): undefined => {
+        const policy = opts.hostKey;
+        const result: Promise<HostKeyResult> =
+          policy.kind === 'endpoint'
+            ? Promise.resolve(
+                hostKeyIsEndpoint(key, policy.endpointId)
+                  ? { ok: true }
+                  : { ok: false, message: `host key ${fingerprint(key)} is not the key of endpoint ${policy.endpointId.slice(0, 16)}…; refusing to continue` },
+              )
+            : Promise.resolve().then(() => policy.verify(key));
+        result.then(
+          (v) => {
+            if (!v.ok) hostKeyError = new BurrowError(ErrorCodes.HostKeyMismatch, v.message);
+            verify(v.ok);
+          },
+          (err: unknown) => {
+            hostKeyError = err instanceof BurrowError ? err : new BurrowError(ErrorCodes.Internal, String(err));
+            verify(false);
+          },
+        );
+        return undefined;
       },
       authHandler: (_methodsLeft, _partial, next: NextAuthHandler) => {
         const m = remaining.shift();

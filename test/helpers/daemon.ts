@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-export const BURROWD = fileURLToPath(new URL('../../bin/burrowd.js', import.meta.url));
-export const BURROW = fileURLToPath(new URL('../../bin/burrow.js', import.meta.url));
+// The repo root, whether this runs from test/ (vitest) or from dist/test/ (compiled fixtures).
+const ROOT = new URL(import.meta.url.includes('/dist/test/') ? '../../../' : '../../', import.meta.url);
+export const BURROWD = fileURLToPath(new URL('bin/burrowd.js', ROOT));
+export const BURROW = fileURLToPath(new URL('bin/burrow.js', ROOT));
 
 export interface LogLine {
   event?: string;
@@ -29,7 +31,9 @@ export interface RunningDaemon {
   waitLog(pred: (l: LogLine) => boolean, ms?: number): Promise<LogLine>;
   authorizeKey(line: string): void;
   authorizeEndpoint(id: string): void;
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  stop(signal?: NodeJS.Signals, opts?: { keepDir?: boolean }): Promise<number | null>;
+  /** Environment for CLI processes that talk to this daemon. */
+  cliEnv: Record<string, string>;
 }
 
 export interface DaemonOpts {
@@ -39,15 +43,17 @@ export interface DaemonOpts {
   /** Lines for state/authorized_keys written before start. */
   keys?: string[];
   env?: Record<string, string>;
+  /** Reuse a directory from an earlier daemon (same state, so the same endpoint id). */
+  dir?: string;
 }
 
 const running = new Set<RunningDaemon>();
 
 export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon> {
-  const dir = mkdtempSync(join(tmpdir(), 'burrow-test-'));
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'burrow-test-'));
   const state = join(dir, 'state');
   const home = join(dir, 'home');
-  mkdirSync(state, { mode: 0o700 });
+  mkdirSync(state, { recursive: true, mode: 0o700 });
   mkdirSync(join(home, '.ssh'), { recursive: true, mode: 0o700 });
   const socket = join(dir, 'agent.sock');
   if (opts.endpoints) writeFileSync(join(state, 'authorized_endpoints'), opts.endpoints.join('\n') + '\n', { mode: 0o600 });
@@ -120,7 +126,8 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
     authorizeEndpoint(id) {
       appendFileSync(join(state, 'authorized_endpoints'), id + '\n', { mode: 0o600 });
     },
-    async stop(signal = 'SIGTERM') {
+    cliEnv: { BURROW_SOCKET: socket, BURROW_STATE: state, BURROW_NO_AUTOSTART: '1', HOME: home },
+    async stop(signal = 'SIGTERM', stopOpts = {}) {
       running.delete(d);
       let code: number | null = proc.exitCode;
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -130,7 +137,7 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
         code = await exited;
         clearTimeout(killer);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!stopOpts.keepDir) rmSync(dir, { recursive: true, force: true });
       return code;
     },
   };
@@ -141,4 +148,31 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
 /** Stop every daemon a test file started and did not stop itself. */
 export async function stopAllDaemons(): Promise<void> {
   await Promise.all([...running].map((d) => d.stop()));
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Run the real CLI as a process. */
+export function runCli(env: Record<string, string>, args: string[], opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const p = spawn(process.execPath, [BURROW, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    p.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 });
+    });
+    p.stdin.on('error', () => undefined);
+    p.stdin.end(opts.input);
+  });
 }

@@ -18,6 +18,8 @@ export interface RunningSshd {
   clientKeyPub: string;
   clientKeyPath: string;
   authorizedKeysPath: string;
+  /** What sshd has logged so far (LogLevel VERBOSE, on stderr). */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -39,7 +41,7 @@ export function keygen(path: string, comment = 'burrow-test'): { priv: string; p
   return { priv: readFileSync(path, 'utf8'), pub: readFileSync(`${path}.pub`, 'utf8').trim() };
 }
 
-export async function startSshd(extraConfig: string[] = []): Promise<RunningSshd> {
+export async function startSshd(extraConfig: string[] = [], fixedPort?: number): Promise<RunningSshd> {
   if (!SSHD) throw new Error('sshd is not installed (apt-get install openssh-server)');
   // sshd refuses to start without its privilege separation directory.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
@@ -48,7 +50,7 @@ export async function startSshd(extraConfig: string[] = []): Promise<RunningSshd
   const client = keygen(join(dir, 'client_ed25519'), 'client');
   const authorizedKeysPath = join(dir, 'authorized_keys');
   writeFileSync(authorizedKeysPath, client.pub + '\n', { mode: 0o600 });
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const config = [
     `Port ${port}`,
     'ListenAddress 127.0.0.1',
@@ -62,6 +64,9 @@ export async function startSshd(extraConfig: string[] = []): Promise<RunningSshd
     `PidFile ${join(dir, 'sshd.pid')}`,
     'LogLevel VERBOSE',
     'Subsystem sftp internal-sftp',
+    // bash sources ~/.bashrc for commands it thinks sshd started (stdin a socket, SHLVL < 2); this
+    // machine's root .bashrc runs pyenv, which races with itself across 100 parallel sessions.
+    'SetEnv SHLVL=1',
     ...extraConfig,
   ];
   writeFileSync(join(dir, 'sshd_config'), config.join('\n') + '\n');
@@ -90,6 +95,7 @@ export async function startSshd(extraConfig: string[] = []): Promise<RunningSshd
     clientKeyPub: client.pub,
     clientKeyPath: join(dir, 'client_ed25519'),
     authorizedKeysPath,
+    log: () => errText,
     async stop() {
       if (proc.exitCode === null) {
         const exited = new Promise((r) => proc.once('exit', r));

@@ -1,0 +1,181 @@
+// burrow ssh and burrow exec: one session through the daemon, bytes both ways with backpressure,
+// and the remote exit status as ours (128+N for signal N, like ssh).
+
+import { constants as osConstants } from 'node:os';
+import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode } from '../../shared/errors.js';
+import { MAX_CHUNK, type Frame } from '../../shared/ipc/frames.js';
+import { connectDaemon, usage, type CliContext } from '../context.js';
+
+export interface SessionSpec {
+  target: string;
+  /** undefined: a login shell. */
+  command?: string;
+  pty: boolean;
+}
+
+/** `ssh TARGET [-t|-T] [CMD...]`; options may come before or after TARGET, as with ssh. */
+export async function sshCommand(ctx: CliContext, args: string[]): Promise<number> {
+  let forcePty: boolean | undefined;
+  let target: string | undefined;
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (target !== undefined && rest.length > 0) {
+      rest.push(a);
+      continue;
+    }
+    if (a === '-t') forcePty = true;
+    else if (a === '-T') forcePty = false;
+    else if (a === '--') {
+      rest.push(...args.slice(i + 1));
+      break;
+    } else if (a.startsWith('-') && target === undefined) usage(`burrow ssh: unknown option ${a} (forwarding options arrive with burrow forward)`);
+    else if (target === undefined) target = a;
+    else rest.push(a);
+  }
+  if (target === undefined) usage('usage: burrow ssh TARGET [-t|-T] [CMD...]');
+  const command = rest.length > 0 ? rest.join(' ') : undefined;
+  // Like ssh: a PTY for an interactive shell on a terminal, or when asked with -t.
+  const pty = forcePty ?? (command === undefined && process.stdin.isTTY === true);
+  return runSession(ctx, { target, ...(command !== undefined ? { command } : {}), pty });
+}
+
+/** `exec TARGET -- CMD...`: no PTY, stdout and stderr apart. */
+export async function execCommand(ctx: CliContext, args: string[]): Promise<number> {
+  const [target, sep, ...cmd] = args;
+  const words = sep === '--' ? cmd : sep !== undefined ? [sep, ...cmd] : [];
+  if (target === undefined || target.startsWith('-') || words.length === 0) usage('usage: burrow exec TARGET -- CMD...');
+  return runSession(ctx, { target, command: words.join(' '), pty: false });
+}
+
+function signalExit(name: string): number {
+  const n = (osConstants.signals as Record<string, number>)[`SIG${name.replace(/^SIG/, '')}`];
+  return n !== undefined ? 128 + n : 255;
+}
+
+/** Turn `~.` and `~~` at the start of a line into a disconnect and a literal `~` (OpenSSH's escapes). */
+class EscapeFilter {
+  private atLineStart = true;
+  private pendingTilde = false;
+
+  /** Returns the bytes to send, and whether the user asked to disconnect. */
+  filter(chunk: Buffer): { out: Buffer; disconnect: boolean } {
+    const out: number[] = [];
+    for (const b of chunk) {
+      if (this.pendingTilde) {
+        this.pendingTilde = false;
+        if (b === 0x2e /* . */) return { out: Buffer.from(out), disconnect: true };
+        if (b === 0x7e /* ~ */) {
+          out.push(0x7e);
+          this.atLineStart = false;
+          continue;
+        }
+        out.push(0x7e); // not an escape: the tilde goes through with what follows
+      } else if (this.atLineStart && b === 0x7e) {
+        this.pendingTilde = true;
+        continue;
+      }
+      out.push(b);
+      this.atLineStart = b === 0x0d || b === 0x0a;
+    }
+    return { out: Buffer.from(out), disconnect: false };
+  }
+}
+
+export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<number> {
+  const conn = await connectDaemon(ctx);
+  const stdin = process.stdin;
+  const stdout = process.stdout;
+  const interactive = spec.pty && stdin.isTTY === true;
+  const size = (): { cols: number; rows: number } => ({ cols: stdout.columns || 80, rows: stdout.rows || 24 });
+  const env: Record<string, string> = {};
+  for (const k of ['LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES']) {
+    const v = process.env[k];
+    if (v) env[k] = v;
+  }
+  const term = process.env['TERM'] || 'xterm-256color';
+  const request: Frame =
+    spec.command === undefined
+      ? { t: 'shell', target: spec.target, term, ...size(), env }
+      : { t: 'exec', target: spec.target, command: spec.command, ...(spec.pty ? { pty: true, term, ...size() } : {}), env };
+
+  const restore: (() => void)[] = [];
+  const cleanup = (): void => {
+    for (const fn of restore.splice(0).reverse()) fn();
+  };
+  // Raw mode is restored on every way out, including a crash.
+  process.once('exit', cleanup);
+  if (interactive) {
+    stdin.setRawMode(true);
+    restore.push(() => stdin.setRawMode(false));
+  }
+
+  return new Promise<number>((resolve) => {
+    let finished = false;
+    const finish = (code: number, message?: string): void => {
+      if (finished) return;
+      finished = true;
+      cleanup();
+      if (message) process.stderr.write(message);
+      stdin.pause();
+      stdin.unref?.();
+      conn.close();
+      resolve(code);
+    };
+
+    conn.on('frame', (f: Frame) => {
+      switch (f.t) {
+        case 'stdout':
+          // Writes to a full terminal or pipe block (stdio is synchronous on Linux), which holds the socket.
+          stdout.write(f.data);
+          return;
+        case 'stderr':
+          process.stderr.write(f.data);
+          return;
+        case 'exit':
+          return finish(f.signal !== undefined ? signalExit(f.signal) : (f.code ?? 255));
+        case 'error': {
+          const code = isErrorCode(f.code) ? f.code : ErrorCodes.Internal;
+          return finish(exitCodeFor(code), `${interactive ? '\r\n' : ''}burrow: ${code}: ${f.message}\n`);
+        }
+        default:
+          return finish(255, `burrow: ${ErrorCodes.UnexpectedFrame}: daemon sent ${f.t} during a session\n`);
+      }
+    });
+    conn.on('close', (err?: BurrowError) => finish(255, `burrow: ${ErrorCodes.Disconnected}: ${err ? err.message : 'the daemon closed the session'}\n`));
+
+    conn.send(request);
+    const escapes = interactive ? new EscapeFilter() : undefined;
+    stdin.on('data', (chunk: Buffer) => {
+      let data = chunk;
+      if (escapes) {
+        const r = escapes.filter(chunk);
+        if (r.disconnect) return finish(255, `\r\nConnection to ${spec.target} closed.\r\n`);
+        data = r.out;
+      }
+      let ok = true;
+      for (let off = 0; off < data.length; off += MAX_CHUNK) ok = conn.send({ t: 'stdin', data: data.subarray(off, off + MAX_CHUNK) }) && ok;
+      if (!ok) {
+        stdin.pause();
+        conn.once('drain', () => stdin.resume());
+      }
+    });
+    stdin.once('end', () => conn.send({ t: 'eof' }));
+    stdin.on('error', () => conn.send({ t: 'eof' }));
+
+    if (spec.pty && stdout.isTTY) {
+      const onResize = (): void => void conn.send({ t: 'resize', ...size() });
+      process.on('SIGWINCH', onResize);
+      restore.push(() => process.off('SIGWINCH', onResize));
+    }
+    if (!interactive) {
+      // Without a PTY, ^C here would only kill us; pass it on so the remote command decides.
+      const forward = (sig: NodeJS.Signals) => () => void conn.send({ t: 'signal', name: sig.replace(/^SIG/, '') });
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+        const h = forward(sig);
+        process.on(sig, h);
+        restore.push(() => process.off(sig, h));
+      }
+    }
+  });
+}

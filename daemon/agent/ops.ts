@@ -1,0 +1,111 @@
+// The agent's IPC operations: exec and shell bridge a client session to an SSH channel with
+// backpressure both ways; status, check and disconnect read or change the pool.
+
+import type { ClientChannel } from 'ssh2';
+import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import type { FrameOf } from '../../shared/ipc/frames.js';
+import type { IpcSession } from '../ipc/server.js';
+import type { Logger } from '../log.js';
+import type { OpenedSession, Pool, SessionRequest } from './pool.js';
+import { resolveTarget } from './resolve.js';
+
+export interface AgentContext {
+  pool: Pool;
+  state: string;
+  defaultUser: string;
+  log: Logger;
+}
+
+/** exec and shell: open a session channel on the pooled connection and bridge it to the client. */
+export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | FrameOf<'shell'>, session: IpcSession): Promise<void> {
+  // Frames that arrive while we connect (stdin, resize) are held, not lost.
+  const early: Parameters<Parameters<IpcSession['onFrame']>[0]>[0][] = [];
+  let bridge: ((f: (typeof early)[number]) => void) | undefined;
+  session.onFrame((f) => (bridge ? bridge(f) : early.push(f)));
+  session.pause(); // hold stdin at the socket until the channel can take it
+
+  const target = await resolveTarget(req.target, ctx.state, ctx.defaultUser);
+  const conn = await ctx.pool.get(target);
+  if (session.closed) return ctx.pool.touch(conn);
+  const wantPty = req.t === 'shell' || req.pty === true;
+  const sreq: SessionRequest = {
+    ...(req.t === 'exec' ? { command: req.command } : {}),
+    ...(wantPty ? { pty: { term: req.term ?? 'xterm-256color', cols: req.cols ?? 80, rows: req.rows ?? 24 } } : {}),
+    ...(req.env ? { env: req.env } : {}),
+  };
+  const opened = await ctx.pool.openSession(conn, sreq);
+  const ch = opened.channel;
+  if (session.closed) {
+    ch.close();
+    return;
+  }
+  bridgeChannel(opened, session, target.label);
+  bridge = (f) => handleClientFrame(ch, session, f);
+  for (const f of early.splice(0)) bridge(f);
+  session.resume();
+}
+
+function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters<Parameters<IpcSession['onFrame']>[0]>[0]): void {
+  switch (f.t) {
+    case 'stdin':
+      // A full SSH window holds the client: stop reading its socket until the channel drains.
+      if (!ch.write(f.data)) {
+        session.pause();
+        ch.once('drain', () => session.resume());
+      }
+      return;
+    case 'eof':
+      ch.end();
+      return;
+    case 'resize':
+      ch.setWindow(f.rows, f.cols, 0, 0);
+      return;
+    case 'signal':
+      ch.signal(f.name.replace(/^SIG/, ''));
+      return;
+    default:
+      session.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${f.t} is not allowed during a session`));
+      ch.close();
+  }
+}
+
+function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string): void {
+  const ch = opened.channel;
+  let paused = false;
+  // A full client socket holds the channel, whose window then holds the remote process.
+  const forward = (t: 'stdout' | 'stderr') => (data: Buffer) => {
+    if (!session.send({ t, data }) && !paused) {
+      paused = true;
+      ch.pause();
+      ch.stderr.pause();
+    }
+  };
+  session.onDrain(() => {
+    if (!paused) return;
+    paused = false;
+    ch.resume();
+    ch.stderr.resume();
+  });
+  ch.on('data', forward('stdout'));
+  ch.stderr.on('data', forward('stderr'));
+  void opened.closed.then(() => {
+    // Output still buffered in the channel (it may have been paused) goes out before the exit.
+    const rest = [ch.read() as Buffer | null, ch.stderr.read() as Buffer | null];
+    if (rest[0]) session.send({ t: 'stdout', data: rest[0] });
+    if (rest[1]) session.send({ t: 'stderr', data: rest[1] });
+    const exit = opened.exit();
+    session.end(exit ? { t: 'exit', ...exit } : { t: 'error', code: ErrorCodes.Disconnected, message: `connection to ${label} was lost before the command finished` });
+  });
+  session.onClose(() => ch.close());
+}
+
+export async function checkTarget(ctx: AgentContext, target: string): Promise<Record<string, unknown>> {
+  const t = await resolveTarget(target, ctx.state, ctx.defaultUser);
+  const c = ctx.pool.find(t.key);
+  return c && !c.dead ? { alive: true, connection: { ...c.status() } } : { alive: false, key: t.key };
+}
+
+export async function disconnectTarget(ctx: AgentContext, target: string): Promise<Record<string, unknown>> {
+  const t = await resolveTarget(target, ctx.state, ctx.defaultUser);
+  return { closed: ctx.pool.disconnect(t.key), key: t.key };
+}

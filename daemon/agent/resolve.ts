@@ -1,0 +1,38 @@
+// From a target string to what the pool dials: aliases looked up, tickets decoded, defaults filled.
+
+import { readAliasesAsync } from '../../shared/aliases.js';
+import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import { aliasCandidate, parseTarget, type Target } from '../../shared/target.js';
+import { parseTicket } from '../transport/iroh.js';
+import type { ResolvedTarget } from './pool.js';
+
+export async function resolveTarget(spec: string, state: string, defaultUser: string): Promise<ResolvedTarget> {
+  let t: Target = parseTarget(spec);
+  const name = aliasCandidate(t);
+  if (name !== undefined) {
+    const value = (await readAliasesAsync(state))[name];
+    if (value !== undefined) {
+      const inner = parseTarget(value);
+      const user = t.user ?? inner.user;
+      t = { ...inner, ...(user !== undefined ? { user } : {}) };
+    } else if (t.kind === 'alias') {
+      throw new BurrowError(ErrorCodes.UnknownTarget, `no alias named ${JSON.stringify(name)} (see burrow alias list)`);
+    }
+  }
+  const user = t.user ?? defaultUser;
+  switch (t.kind) {
+    case 'ticket': {
+      const peer = parseTicket(t.ticket);
+      return { kind: 'iroh', key: `${user}@${peer.id}`, label: spec, user, endpointId: peer.id, peer };
+    }
+    case 'endpoint':
+      return { kind: 'iroh', key: `${user}@${t.id}`, label: spec, user, endpointId: t.id, peer: { id: t.id, direct: [] } };
+    case 'tcp': {
+      const port = t.port ?? 22;
+      const host = t.host.includes(':') ? `[${t.host}]` : t.host;
+      return { kind: 'tcp', key: `${user}@${host}:${port}`, label: spec, user, host: t.host, port };
+    }
+    case 'alias':
+      throw new BurrowError(ErrorCodes.Internal, 'alias left unresolved');
+  }
+}

@@ -1,0 +1,78 @@
+// The one target parser: alias | ticket | endpoint id | [user@]host[:port].
+
+import { BurrowError, ErrorCodes } from './errors.js';
+
+export type Target =
+  | { kind: 'ticket'; ticket: string; user?: string }
+  | { kind: 'endpoint'; id: string; user?: string }
+  /** A plain SSH server over TCP; `port` is absent when not given (22 is assumed). */
+  | { kind: 'tcp'; host: string; port?: number; user?: string }
+  | { kind: 'alias'; name: string; user?: string };
+
+const ENDPOINT_ID = /^[0-9a-f]{64}$/;
+const TICKET = /^endpoint[a-z2-7]{32,}$/;
+const ALIAS = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$/;
+const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+
+function bad(spec: string, why: string): BurrowError {
+  return new BurrowError(ErrorCodes.BadTarget, `bad target ${JSON.stringify(spec.slice(0, 120))}: ${why}; expected ALIAS, TICKET, ENDPOINT_ID or [user@]host[:port]`);
+}
+
+/**
+ * Parse a target. A bare name (no user, no port) is returned as `tcp` with no port; the daemon
+ * treats it as an alias when one by that name exists (see `aliasCandidate`).
+ * `NAME.burrow` always means the alias NAME (for `ssh NAME.burrow` through burrow ssh-config).
+ */
+export function parseTarget(spec: string): Target {
+  const s = spec.trim();
+  if (s === '') throw bad(spec, 'empty');
+  if (s.startsWith('-')) throw bad(spec, 'must not start with "-"');
+  let user: string | undefined;
+  let rest = s;
+  const at = s.lastIndexOf('@');
+  if (at >= 0) {
+    user = s.slice(0, at);
+    rest = s.slice(at + 1);
+    if (!USER.test(user)) throw bad(spec, `user ${JSON.stringify(user)} has characters a login name cannot have`);
+  }
+  const u = user !== undefined ? { user } : {};
+  if (ENDPOINT_ID.test(rest.toLowerCase())) return { kind: 'endpoint', id: rest.toLowerCase(), ...u };
+  if (TICKET.test(rest)) return { kind: 'ticket', ticket: rest, ...u };
+  if (rest.endsWith('.burrow')) {
+    const name = rest.slice(0, -'.burrow'.length);
+    if (!ALIAS.test(name)) throw bad(spec, 'alias names are letters, digits, "_", "." and "-"');
+    return { kind: 'alias', name, ...u };
+  }
+  let host: string;
+  let portText: string | undefined;
+  const v6 = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(rest);
+  if (v6) {
+    host = v6[1] as string;
+    portText = v6[2];
+  } else {
+    const colon = rest.lastIndexOf(':');
+    if (colon >= 0 && rest.indexOf(':') !== colon) throw bad(spec, 'an IPv6 address needs brackets: [addr]:port');
+    host = colon >= 0 ? rest.slice(0, colon) : rest;
+    portText = colon >= 0 ? rest.slice(colon + 1) : undefined;
+    if (!HOSTNAME.test(host)) throw bad(spec, `${JSON.stringify(host)} is not a host name`);
+  }
+  const t: Target = { kind: 'tcp', host, ...u };
+  if (portText !== undefined) {
+    const port = Number(portText);
+    if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw bad(spec, `port ${JSON.stringify(portText)} is not 1-65535`);
+    t.port = port;
+  }
+  return t;
+}
+
+/** The alias name a parsed target may stand for: a bare name with no port. */
+export function aliasCandidate(t: Target): string | undefined {
+  if (t.kind === 'alias') return t.name;
+  if (t.kind === 'tcp' && t.port === undefined && ALIAS.test(t.host)) return t.host;
+  return undefined;
+}
+
+export function isAliasName(s: string): boolean {
+  return ALIAS.test(s) && !ENDPOINT_ID.test(s) && !s.startsWith('endpoint');
+}
