@@ -6,6 +6,7 @@ import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { BurrowError, ErrorCodes, toBurrowError } from '../shared/errors.js';
 import { StateFiles } from '../shared/paths.js';
+import type { DaemonStatusReport } from '../shared/status.js';
 import { clientAuthMethods } from './agent/keys.js';
 import { checkTarget, disconnectTarget, runSession, type AgentContext } from './agent/ops.js';
 import { Pool } from './agent/pool.js';
@@ -22,9 +23,12 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.me
 async function run(opts: DaemonOptions, log: Logger): Promise<void> {
   const started = Date.now();
   let stopping = false;
-  // Filled in below; requests that arrive before then are answered by `handle` with ShuttingDown.
-  let handle: (req: RequestFrame, s: IpcSession) => Promise<void> = () => Promise.reject(new BurrowError(ErrorCodes.ShuttingDown, 'daemon is starting'));
-  const ipc = new IpcServer(opts.socket, (req, s) => handle(req, s), log);
+  // The socket is bound first (it is the lock), so requests can arrive before the rest is up:
+  // they wait for `ready` rather than fail.
+  let handle: (req: RequestFrame, s: IpcSession) => Promise<void> = () => Promise.reject(new BurrowError(ErrorCodes.Internal, 'no handler'));
+  let markReady!: () => void;
+  const ready = new Promise<void>((r) => (markReady = r));
+  const ipc = new IpcServer(opts.socket, (req, s) => ready.then(() => handle(req, s)), log);
   await ipc.listen();
 
   const identity = loadOrCreateIdentity(opts.state);
@@ -48,7 +52,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c) });
   }
 
-  const status = (): Record<string, unknown> => ({
+  const status = (): DaemonStatusReport => ({
     daemon: {
       version: VERSION,
       pid: process.pid,
@@ -87,7 +91,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     if (stopping) throw new BurrowError(ErrorCodes.ShuttingDown, 'daemon is shutting down');
     switch (req.t) {
       case 'status':
-        return s.end({ t: 'result', value: status() });
+        return s.end({ t: 'result', value: status() as unknown as Record<string, unknown> });
       case 'check':
         return s.end({ t: 'result', value: await checkTarget(agent, req.target) });
       case 'disconnect':
@@ -105,6 +109,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
 
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  markReady();
   log.info({ event: 'ready', socket: opts.socket, host: opts.host, version: VERSION }, 'ready');
   if (opts.host) process.stdout.write(`endpoint-id: ${transport.endpointId}\nticket: ${transport.ticket()}\n`);
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import * as nodePty from '@lydell/node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
+import { exec, spawn, status } from '../shared/lib.js';
 import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
@@ -122,6 +123,26 @@ describe('agent over iroh', () => {
     expect((await ok).stdout).toBe('unaffected\n');
   });
 
+  it('serves Node programs through the library: exec, spawn and status', async () => {
+    const r = await exec(host.ticket, 'echo lib; echo oops >&2; exit 9', { socket: agent.socket });
+    expect(r).toEqual({ stdout: Buffer.from('lib\n'), stderr: Buffer.from('oops\n'), code: 9, signal: null });
+    const withInput = await exec(host.ticket, 'sha256sum', { socket: agent.socket, stdin: 'abc' });
+    expect(withInput.stdout.toString()).toMatch(/^ba7816bf/);
+    const p = await spawn(host.ticket, 'read line; echo "got $line"; sleep 30', { socket: agent.socket });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stdin.write('ping\n');
+    for (let i = 0; i < 200 && !out.includes('got ping'); i++) await new Promise((res) => setTimeout(res, 25));
+    expect(out).toBe('got ping\n');
+    const exited = new Promise<[number | null, string | null]>((res) => p.once('exit', (c: number | null, sig: string | null) => res([c, sig])));
+    p.kill('TERM');
+    expect(await exited).toEqual([null, 'TERM']);
+    const st = await status({ socket: agent.socket });
+    expect(st.daemon.endpointId).toMatch(/^[0-9a-f]{64}$/);
+    expect(st.connections.some((c) => c.endpointId === host.endpointId)).toBe(true);
+    await expect(exec('nosuch.burrow', 'true', { socket: agent.socket })).rejects.toMatchObject({ code: ErrorCodes.UnknownTarget });
+  });
+
   it('holds stdin back when the remote is slow: bounded memory for a large upload', async () => {
     // 64 MiB through `cat > /dev/null` on the remote; the agent's RSS must stay far below the volume.
     const size = 64 * 1024 * 1024;
@@ -144,9 +165,13 @@ describe('agent over iroh', () => {
 describe('agent lifecycle', () => {
   it('closes an idle connection after persist seconds', async () => {
     const { host, agent } = await hostAndAgent([], ['--persist', '1']);
-    expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'true'])).code).toBe(0);
+    // A running command holds the connection, however long the check takes to start.
+    const holding = runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo held; sleep 3']);
+    await host.waitLog((l) => l.event === 'session_start');
     expect((await runCli(agent.cliEnv, ['check', host.ticket])).code).toBe(0);
-    await agent.waitLog((l) => l.event === 'persist_expired', 5000);
+    expect((await holding).stdout).toBe('held\n');
+    const expired = await agent.waitLog((l) => l.event === 'persist_expired', 10_000);
+    expect(expired['persist']).toBe(1);
     expect((await runCli(agent.cliEnv, ['check', host.ticket])).code).toBe(1);
     await host.stop();
     await agent.stop();

@@ -2,8 +2,8 @@
 // and the remote exit status as ours (128+N for signal N, like ssh).
 
 import { constants as osConstants } from 'node:os';
-import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode } from '../../shared/errors.js';
-import { MAX_CHUNK, type Frame } from '../../shared/ipc/frames.js';
+import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
+import { spawn } from '../../shared/lib.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
 
 export interface SessionSpec {
@@ -83,7 +83,7 @@ class EscapeFilter {
 }
 
 export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<number> {
-  const conn = await connectDaemon(ctx);
+  const connection = await connectDaemon(ctx);
   const stdin = process.stdin;
   const stdout = process.stdout;
   const interactive = spec.pty && stdin.isTTY === true;
@@ -93,11 +93,11 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
     const v = process.env[k];
     if (v) env[k] = v;
   }
-  const term = process.env['TERM'] || 'xterm-256color';
-  const request: Frame =
-    spec.command === undefined
-      ? { t: 'shell', target: spec.target, term, ...size(), env }
-      : { t: 'exec', target: spec.target, command: spec.command, ...(spec.pty ? { pty: true, term, ...size() } : {}), env };
+  const p = await spawn(spec.target, spec.command, {
+    connection,
+    env,
+    ...(spec.pty ? { pty: { term: process.env['TERM'] || 'xterm-256color', ...size() } } : {}),
+  });
 
   const restore: (() => void)[] = [];
   const cleanup = (): void => {
@@ -109,6 +109,9 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
     stdin.setRawMode(true);
     restore.push(() => stdin.setRawMode(false));
   }
+  // Writes to a full terminal or pipe block (stdio is synchronous on Linux), which holds the session.
+  p.stdout.on('data', (d: Buffer) => stdout.write(d));
+  p.stderr.on('data', (d: Buffer) => process.stderr.write(d));
 
   return new Promise<number>((resolve) => {
     let finished = false;
@@ -119,60 +122,39 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
       if (message) process.stderr.write(message);
       stdin.pause();
       stdin.unref?.();
-      conn.close();
       resolve(code);
     };
+    p.once('exit', (code: number | null, signal: string | null) => finish(signal !== null ? signalExit(signal) : (code ?? 255)));
+    p.once('error', (err: BurrowError) => finish(exitCodeFor(err.code), `${interactive ? '\r\n' : ''}burrow: ${err.code}: ${err.message}\n`));
 
-    conn.on('frame', (f: Frame) => {
-      switch (f.t) {
-        case 'stdout':
-          // Writes to a full terminal or pipe block (stdio is synchronous on Linux), which holds the socket.
-          stdout.write(f.data);
-          return;
-        case 'stderr':
-          process.stderr.write(f.data);
-          return;
-        case 'exit':
-          return finish(f.signal !== undefined ? signalExit(f.signal) : (f.code ?? 255));
-        case 'error': {
-          const code = isErrorCode(f.code) ? f.code : ErrorCodes.Internal;
-          return finish(exitCodeFor(code), `${interactive ? '\r\n' : ''}burrow: ${code}: ${f.message}\n`);
-        }
-        default:
-          return finish(255, `burrow: ${ErrorCodes.UnexpectedFrame}: daemon sent ${f.t} during a session\n`);
-      }
-    });
-    conn.on('close', (err?: BurrowError) => finish(255, `burrow: ${ErrorCodes.Disconnected}: ${err ? err.message : 'the daemon closed the session'}\n`));
-
-    conn.send(request);
     const escapes = interactive ? new EscapeFilter() : undefined;
     stdin.on('data', (chunk: Buffer) => {
       let data = chunk;
       if (escapes) {
         const r = escapes.filter(chunk);
-        if (r.disconnect) return finish(255, `\r\nConnection to ${spec.target} closed.\r\n`);
+        if (r.disconnect) {
+          p.disconnect();
+          return finish(255, `\r\nConnection to ${spec.target} closed.\r\n`);
+        }
         data = r.out;
       }
-      let ok = true;
-      for (let off = 0; off < data.length; off += MAX_CHUNK) ok = conn.send({ t: 'stdin', data: data.subarray(off, off + MAX_CHUNK) }) && ok;
-      if (!ok) {
+      if (!p.stdin.write(data)) {
         stdin.pause();
-        conn.once('drain', () => stdin.resume());
+        p.stdin.once('drain', () => stdin.resume());
       }
     });
-    stdin.once('end', () => conn.send({ t: 'eof' }));
-    stdin.on('error', () => conn.send({ t: 'eof' }));
+    stdin.once('end', () => p.stdin.end());
+    stdin.on('error', () => p.stdin.end());
 
     if (spec.pty && stdout.isTTY) {
-      const onResize = (): void => void conn.send({ t: 'resize', ...size() });
+      const onResize = (): void => p.resize(size().cols, size().rows);
       process.on('SIGWINCH', onResize);
       restore.push(() => process.off('SIGWINCH', onResize));
     }
     if (!interactive) {
       // Without a PTY, ^C here would only kill us; pass it on so the remote command decides.
-      const forward = (sig: NodeJS.Signals) => () => void conn.send({ t: 'signal', name: sig.replace(/^SIG/, '') });
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-        const h = forward(sig);
+        const h = (): void => p.kill(sig);
         process.on(sig, h);
         restore.push(() => process.off(sig, h));
       }

@@ -7,9 +7,10 @@
 import type { Socket } from 'node:net';
 import type { Client as SshClient, ClientChannel, PseudoTtyOptions } from 'ssh2';
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
+import type { ConnectionStatus } from '../../shared/status.js';
 import type { Logger } from '../log.js';
 import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.js';
-import type { IrohConnection, IrohStream, IrohTransport, PathInfo, PeerAddr } from '../transport/iroh.js';
+import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import { checkKnownHost, type KnownHostsFiles } from './knownhosts.js';
 
@@ -35,22 +36,6 @@ const KEEPALIVE_COUNT_MAX = 1;
 // "open failed"), burrow's host RESOURCE_SHORTAGE (4), others ADMINISTRATIVELY_PROHIBITED (1).
 // Only taken as "busy" while this connection has other channels open.
 const BUSY_REASONS = new Set([1, 2, 4]);
-
-export interface ConnectionStatus {
-  target: string;
-  key: string;
-  kind: 'iroh' | 'tcp';
-  endpointId?: string;
-  remote?: string;
-  path: PathInfo['kind'] | 'tcp';
-  rttMs?: number;
-  channels: number;
-  waiting: number;
-  idleSeconds: number;
-  ageSeconds: number;
-  bytesIn: number;
-  bytesOut: number;
-}
 
 export class PooledConnection {
   channels = 0;

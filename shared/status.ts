@@ -1,0 +1,44 @@
+// What `status` returns: the daemon and each held connection. Shared by the daemon that builds
+// it, the CLI that prints it and programs that read it.
+
+export interface ConnectionStatus {
+  /** The target as the user wrote it. */
+  target: string;
+  /** The pool key: user@endpoint-id or user@host:port. */
+  key: string;
+  kind: 'iroh' | 'tcp';
+  endpointId?: string;
+  /** Remote address of the path in use. */
+  remote?: string;
+  /** direct or relay for iroh (none before a path is up), tcp for plain SSH. */
+  path: 'direct' | 'relay' | 'none' | 'tcp';
+  rttMs?: number;
+  channels: number;
+  /** Requests waiting for the server to free a session slot. */
+  waiting: number;
+  idleSeconds: number;
+  ageSeconds: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+export interface DaemonStatus {
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+  endpointId: string;
+  ticket: string;
+  relay: 'default' | 'disabled' | 'custom';
+  sockets: string[];
+  socket: string;
+  persist: number;
+  host: boolean;
+  hostBackend?: 'builtin' | 'sshd';
+  hostConnections?: number;
+  ipcSessions: number;
+}
+
+export interface DaemonStatusReport {
+  daemon: DaemonStatus;
+  connections: ConnectionStatus[];
+}
