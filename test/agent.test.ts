@@ -143,6 +143,18 @@ describe('agent over iroh', () => {
     await expect(exec('nosuch.burrow', 'true', { socket: agent.socket })).rejects.toMatchObject({ code: ErrorCodes.UnknownTarget });
   });
 
+  it('keeps stdin frames that arrive in the same write as the request', async () => {
+    const raw = connect(agent.socket);
+    const dec = new FrameDecoder();
+    const frames: Frame[] = [];
+    raw.on('data', (d: Buffer) => dec.push(d).forEach((x) => 'frame' in x && frames.push(x.frame)));
+    raw.write(encodeFrame({ t: 'hello', v: 1 }));
+    raw.write(Buffer.concat([encodeFrame({ t: 'exec', target: host.ticket, command: 'cat' }), encodeFrame({ t: 'stdin', data: Buffer.from('same chunk') }), encodeFrame({ t: 'eof' })]));
+    await new Promise((r) => raw.once('close', r));
+    expect(frames.filter((f) => f.t === 'stdout').map((f) => Buffer.from((f as { data: Uint8Array }).data).toString()).join('')).toBe('same chunk');
+    expect(frames[frames.length - 1]).toEqual({ t: 'exit', code: 0 });
+  });
+
   it('holds stdin back when the remote is slow: bounded memory for a large upload', async () => {
     // 64 MiB through `cat > /dev/null` on the remote; the agent's RSS must stay far below the volume.
     const size = 64 * 1024 * 1024;

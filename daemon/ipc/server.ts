@@ -96,13 +96,19 @@ export class IpcServer {
     let stage: 'hello' | 'request' | 'stream' = 'hello';
     let closed = false;
     const frameListeners: ((f: Frame) => void)[] = [];
+    // Frames that follow the request in the same chunk arrive before the (async) handler has
+    // subscribed: they wait here rather than being dropped.
+    const held: Frame[] = [];
     const closeListeners: (() => void)[] = [];
     const drainListeners: (() => void)[] = [];
 
     const session: IpcSession = {
       id,
       send: (f) => (closed ? false : sock.write(encodeFrame(f))),
-      onFrame: (fn) => frameListeners.push(fn),
+      onFrame: (fn) => {
+        frameListeners.push(fn);
+        for (const f of held.splice(0)) fn(f);
+      },
       onDrain: (fn) => drainListeners.push(fn),
       onClose: (fn) => (closed ? fn() : closeListeners.push(fn)),
       pause: () => sock.pause(),
@@ -153,6 +159,8 @@ export class IpcServer {
           Promise.resolve()
             .then(() => this.handle(f as RequestFrame, session))
             .catch((err: unknown) => session.fail(err));
+        } else if (frameListeners.length === 0) {
+          held.push(f);
         } else {
           for (const fn of frameListeners) fn(f);
         }

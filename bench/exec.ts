@@ -1,0 +1,100 @@
+// Exec latency: `burrow exec TARGET -- true` through the daemon against `ssh` with
+// ControlMaster/ControlPath to the same sshd on loopback (same server, two masters), and burrow
+// to an iroh host. Warm (connection held) and cold (first exec) runs, interleaved so drift on a
+// shared machine hits both alike. Also what the CLI's own start-up costs.
+//   node dist/bench/exec.js [--runs 30] [--cold 5]
+
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { endpointKeyLine } from '../shared/sshkey.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
+import { startSshd } from '../test/helpers/sshd.js';
+import { fmt, summarize, type Summary } from './stats.js';
+
+function timeRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const ms = performance.now() - t0;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
+  return ms;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' }, cold: { type: 'string', default: '5' } } });
+  const runs = Number(values.runs);
+  const colds = Number(values.cold);
+  const sshd = await startSshd();
+  const host = await startDaemon({ args: ['--host'] });
+  const agent = await startDaemon();
+  const scratch = mkdtempSync(join(tmpdir(), 'burrow-bench-'));
+  try {
+    const agentKey = endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim());
+    appendFileSync(sshd.authorizedKeysPath, agentKey + '\n');
+    host.authorizeKey(agentKey);
+    const env = { ...process.env, ...agent.cliEnv };
+    const tcpTarget = `${sshd.user}@127.0.0.1:${sshd.port}`;
+    const cm = join(scratch, 'cm');
+    const sshArgs = [
+      '-F', 'none', '-i', sshd.clientKeyPath, '-p', String(sshd.port),
+      '-o', 'ControlMaster=auto', '-o', `ControlPath=${cm}`, '-o', 'ControlPersist=600',
+      '-o', `UserKnownHostsFile=${join(scratch, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=accept-new',
+      '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
+      `${sshd.user}@127.0.0.1`,
+    ];
+    const ssh = (): number => timeRun('ssh', [...sshArgs, 'true'], process.env);
+    const burrowTcp = (): number => timeRun(process.execPath, [BURROW, 'exec', tcpTarget, '--', 'true'], env);
+    const burrowIroh = (): number => timeRun(process.execPath, [BURROW, 'exec', host.ticket, '--', 'true'], env);
+    const dropSsh = (): void => void spawnSync('ssh', [...sshArgs.slice(0, -1), '-O', 'exit', `${sshd.user}@127.0.0.1`], { stdio: 'ignore' });
+    const dropBurrow = (t: string): void => void spawnSync(process.execPath, [BURROW, 'disconnect', t], { env, stdio: 'ignore' });
+
+    const cold = { ssh: [] as number[], tcp: [] as number[], iroh: [] as number[] };
+    for (let i = 0; i < colds; i++) {
+      dropSsh();
+      dropBurrow(tcpTarget);
+      dropBurrow(host.ticket);
+      cold.ssh.push(ssh());
+      cold.tcp.push(burrowTcp());
+      cold.iroh.push(burrowIroh());
+    }
+    const warm = { ssh: [] as number[], tcp: [] as number[], iroh: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      warm.ssh.push(ssh());
+      warm.tcp.push(burrowTcp());
+      warm.iroh.push(burrowIroh());
+    }
+    // The CLI's fixed cost: node itself, then node loading burrow's CLI (help: no daemon round trip).
+    const startup = { node: [] as number[], cliHelp: [] as number[], status: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      startup.node.push(timeRun(process.execPath, ['-e', '0'], env));
+      startup.cliHelp.push(timeRun(process.execPath, [BURROW, '--help'], env));
+      startup.status.push(timeRun(process.execPath, [BURROW, 'status'], env));
+    }
+    dropSsh();
+
+    const s = (xs: number[]): Summary => summarize(xs);
+    const ratio = (a: number[], b: number[]): string => (s(a).median / s(b).median).toFixed(2);
+    const lines = [
+      `exec of \`true\`, ${runs} warm runs and ${colds} cold, interleaved; ms (loopback, same sshd for ssh and burrow tcp)`,
+      `  warm  ssh ControlMaster      ${fmt(s(warm.ssh), 'ms')}`,
+      `  warm  burrow -> sshd (tcp)   ${fmt(s(warm.tcp), 'ms')}   ratio to ssh ${ratio(warm.tcp, warm.ssh)}`,
+      `  warm  burrow -> iroh host    ${fmt(s(warm.iroh), 'ms')}   ratio to ssh ${ratio(warm.iroh, warm.ssh)}`,
+      `  cold  ssh (new master)       ${fmt(s(cold.ssh), 'ms')}`,
+      `  cold  burrow -> sshd (tcp)   ${fmt(s(cold.tcp), 'ms')}   ratio to ssh ${ratio(cold.tcp, cold.ssh)}`,
+      `  cold  burrow -> iroh host    ${fmt(s(cold.iroh), 'ms')}   ratio to ssh ${ratio(cold.iroh, cold.ssh)}`,
+      `  cli   node -e 0              ${fmt(s(startup.node), 'ms')}`,
+      `  cli   burrow --help          ${fmt(s(startup.cliHelp), 'ms')}   (node + loading the CLI)`,
+      `  cli   burrow status          ${fmt(s(startup.status), 'ms')}   (+ one IPC round trip)`,
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) } }) + '\n');
+  } finally {
+    await stopAllDaemons();
+    await sshd.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+await main();
