@@ -21,6 +21,7 @@ export function defaultContext(env: NodeJS.ProcessEnv = process.env): CliContext
 }
 
 export const BURROWD = fileURLToPath(new URL('../../bin/burrowd.js', import.meta.url));
+export const BURROW_BIN = fileURLToPath(new URL('../../bin/burrow.js', import.meta.url));
 
 /** Print one typed line on stderr and exit with the code's status. */
 export function fail(err: unknown): never {

@@ -17,6 +17,10 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
   host revoke KEY|ENDPOINT_ID     take it out again
   host list                       what is authorized
   alias add NAME TARGET | alias list [--json] | alias remove NAME
+  cp [-r] [-p] [-L] [--resume] [--json] SRC DST
+                                  copy files and trees; TARGET:path on one side
+  proxy TARGET                    raw SSH bytes, for ssh -o ProxyCommand='burrow proxy %h'
+  ssh-config                      a Host block so ssh/scp/sftp/rsync/git reach NAME.burrow
 
 TARGET is an alias, a ticket, an endpoint id, or [user@]host[:port] for an ordinary sshd.
 Exit status: the remote command's; 128+N when it died of signal N; 255 when the connection or
@@ -33,6 +37,9 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   daemon: async () => (await import('./commands/daemon.js')).daemonCommand,
   host: async () => (await import('./commands/host.js')).hostCommand,
   alias: async () => (await import('./commands/alias.js')).aliasCommand,
+  proxy: async () => (await import('./commands/proxy.js')).proxyCommand,
+  cp: async () => (await import('./commands/cp.js')).cpCommand,
+  'ssh-config': async () => (await import('./commands/sshconfig.js')).sshConfigCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -10,6 +10,8 @@ import type { DaemonStatusReport } from '../shared/status.js';
 import { clientAuthMethods } from './agent/keys.js';
 import { checkTarget, disconnectTarget, runSession, type AgentContext } from './agent/ops.js';
 import { Pool } from './agent/pool.js';
+import { runProxy } from './agent/proxy.js';
+import { runCopy } from './agent/cp.js';
 import { parseDaemonArgs, type DaemonOptions } from './config.js';
 import { HostAuth } from './host/auth.js';
 import { Host } from './host/server.js';
@@ -103,7 +105,9 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       case 'shell':
         return runSession(agent, req, s);
       case 'proxy':
-        throw new BurrowError(ErrorCodes.BadArgument, `${req.t} is not supported by this daemon yet`);
+        return runProxy(agent, transport, req, s);
+      case 'cp':
+        return runCopy(agent, req, s);
     }
   };
 

@@ -41,7 +41,7 @@ export class BurrowProcess extends EventEmitter {
 
   constructor(
     private readonly conn: IpcConnection,
-    request: FrameOf<'exec'> | FrameOf<'shell'>,
+    request: FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'>,
   ) {
     super();
     const send = (f: Frame, cb: (err?: Error | null) => void): void => {
@@ -125,6 +125,15 @@ export async function spawn(target: string, command: string | undefined, opts: S
   const request: FrameOf<'exec'> | FrameOf<'shell'> =
     command === undefined ? { t: 'shell', target, ...(pty ?? {}), ...env } : { t: 'exec', target, command, ...(pty ? { pty: true, ...pty } : {}), ...env };
   return new BurrowProcess(conn, request);
+}
+
+/**
+ * A raw byte stream to TARGET's SSH server (what `ssh -o ProxyCommand` needs): stdin and stdout
+ * carry the SSH protocol itself; 'exit' with code 0 when the server closed the stream.
+ */
+export async function openProxy(target: string, opts: { socket?: string; connection?: IpcConnection } = {}): Promise<BurrowProcess> {
+  const conn = opts.connection ?? (await IpcConnection.connect({ socket: opts.socket ?? socketPath() }));
+  return new BurrowProcess(conn, { t: 'proxy', target });
 }
 
 /** Run `command` on `target` and collect its output; rejects only when the daemon or connection failed. */

@@ -76,3 +76,25 @@ export function aliasCandidate(t: Target): string | undefined {
 export function isAliasName(s: string): boolean {
   return ALIAS.test(s) && !ENDPOINT_ID.test(s) && !s.startsWith('endpoint');
 }
+
+/** One side of a copy: a local path, or TARGET:path. */
+export type CopySpec = { kind: 'local'; path: string } | { kind: 'remote'; target: string; path: string };
+
+/**
+ * Split `[user@]host[:port]:path`, `ALIAS:path`, `TICKET:path` or `ID:path` from a local path,
+ * the way scp does: anything starting with / or ., or with a / before its first colon, is local.
+ * A remote path may be empty (the remote home).
+ */
+export function parseCopySpec(spec: string): CopySpec {
+  const colon = spec.indexOf(':');
+  const slash = spec.indexOf('/');
+  if (spec.startsWith('/') || spec.startsWith('.') || colon < 0 || (slash >= 0 && slash < colon)) return { kind: 'local', path: spec };
+  let targetEnd = colon;
+  if (spec.startsWith('[')) targetEnd = spec.indexOf(':', spec.indexOf(']'));
+  // host:PORT:path — a number between two colons is a port.
+  const m = /^(\d{1,5}):/.exec(spec.slice(targetEnd + 1));
+  if (m && m[1]) targetEnd += 1 + m[1].length;
+  const target = spec.slice(0, targetEnd);
+  parseTarget(target); // throws BadTarget with the expected forms
+  return { kind: 'remote', target, path: spec.slice(targetEnd + 1) };
+}

@@ -2,6 +2,7 @@
 
 import { addAlias, readAliases, removeAlias } from '../../shared/aliases.js';
 import { usage, type CliContext } from '../context.js';
+import { writeSshKnownHosts } from './sshconfig.js';
 
 export function aliasCommand(ctx: CliContext, args: string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -10,6 +11,7 @@ export function aliasCommand(ctx: CliContext, args: string[]): Promise<number> {
       const [name, target, ...more] = rest;
       if (name === undefined || target === undefined || more.length > 0) usage('usage: burrow alias add NAME TICKET|ENDPOINT_ID|[user@]host[:port]');
       addAlias(ctx.state, name, target);
+      writeSshKnownHosts(ctx.state); // keep ssh NAME.burrow's host keys current
       process.stdout.write(`${name} -> ${target.length > 60 ? `${target.slice(0, 57)}...` : target}\n`);
       return Promise.resolve(0);
     }
@@ -22,7 +24,10 @@ export function aliasCommand(ctx: CliContext, args: string[]): Promise<number> {
     case 'remove': {
       const [name, ...more] = rest;
       if (name === undefined || more.length > 0) usage('usage: burrow alias remove NAME');
-      if (removeAlias(ctx.state, name)) return Promise.resolve(0);
+      if (removeAlias(ctx.state, name)) {
+        writeSshKnownHosts(ctx.state);
+        return Promise.resolve(0);
+      }
       process.stderr.write(`burrow: no alias named ${name}\n`);
       return Promise.resolve(1);
     }

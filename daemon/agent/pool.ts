@@ -5,7 +5,7 @@
 // to anything other than what was asked for.
 
 import type { Socket } from 'node:net';
-import type { Client as SshClient, ClientChannel, PseudoTtyOptions } from 'ssh2';
+import type { Client as SshClient, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import type { ConnectionStatus } from '../../shared/status.js';
 import type { Logger } from '../log.js';
@@ -226,13 +226,26 @@ export class Pool {
   }
 
   /** Open a session channel (exec or shell), waiting while the server says it is busy. */
-  async openSession(c: PooledConnection, req: SessionRequest): Promise<OpenedSession> {
+  openSession(c: PooledConnection, req: SessionRequest): Promise<OpenedSession> {
+    return this.openTracked(c, 'session', (client) => openChannel(client, req));
+  }
+
+  /** Open an SFTP channel on the pooled connection. */
+  openSftp(c: PooledConnection): Promise<OpenedSftp> {
+    return this.openTracked(c, 'sftp', (client) => openSftpChannel(client));
+  }
+
+  /**
+   * Count a channel from the attempt on (so the persist timer cannot fire under it), wait for a
+   * free slot when the server says it is busy while others are open, and release it on close.
+   */
+  private async openTracked<T extends { closed: Promise<void> }>(c: PooledConnection, what: string, open: (client: SshClient) => Promise<T>): Promise<T> {
     for (;;) {
       if (c.dead) throw new BurrowError(ErrorCodes.Disconnected, `connection to ${c.target.label} was lost`);
-      c.channels++; // counted from the attempt on, so the persist timer cannot fire under us
+      c.channels++;
       c.setIdleTimer(undefined);
       try {
-        const opened = await openChannel(c.client, req);
+        const opened = await open(c.client);
         void opened.closed.then(() => {
           c.channels--;
           c.wakeOne();
@@ -248,7 +261,7 @@ export class Pool {
         }
         this.touch(c);
         if (c.dead) throw new BurrowError(ErrorCodes.Disconnected, `connection to ${c.target.label} was lost`);
-        throw new BurrowError(ErrorCodes.ChannelRefused, `${c.target.label} refused the session: ${firstLine((err as Error).message)}`, { cause: err });
+        throw new BurrowError(ErrorCodes.ChannelRefused, `${c.target.label} refused the ${what}: ${firstLine((err as Error).message)}`, { cause: err });
       }
     }
   }
@@ -299,6 +312,26 @@ function openChannel(client: SshClient, req: SessionRequest): Promise<OpenedSess
     try {
       if (req.command === undefined) client.shell(req.pty ?? false, { env: req.env ?? {} }, cb);
       else client.exec(req.command, { ...(req.pty ? { pty: req.pty } : {}), env: req.env ?? {} }, cb);
+    } catch (err) {
+      reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  });
+}
+
+export interface OpenedSftp {
+  sftp: SFTPWrapper;
+  closed: Promise<void>;
+}
+
+function openSftpChannel(client: SshClient): Promise<OpenedSftp> {
+  return new Promise((resolve, reject) => {
+    try {
+      client.sftp((err, sftp) => {
+        if (err) return reject(err);
+        // As with sessions: listen for close at once, before any continuation runs.
+        const closed = new Promise<void>((r) => sftp.once('close', () => r()));
+        resolve({ sftp, closed });
+      });
     } catch (err) {
       reject(err instanceof Error ? err : new Error(String(err)));
     }

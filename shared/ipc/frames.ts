@@ -22,6 +22,8 @@ const SPECS = {
   exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
   shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
   proxy: { target: 'string' },
+  // src and dst: one is TARGET:path, the other an absolute local path.
+  cp: { src: 'string', dst: 'string', recursive: 'bool?', preserve: 'bool?', resume: 'bool?', follow: 'bool?' },
   status: {},
   check: { target: 'string' },
   disconnect: { target: 'string' },
@@ -38,6 +40,8 @@ const SPECS = {
   // Replies, daemon -> client.
   exit: { code: 'int?', signal: 'string?' },
   result: { value: 'object' },
+  // Transfer progress: bytes of the current file, and totals so far.
+  progress: { path: 'string', bytes: 'uint', size: 'uint', files: 'uint', totalBytes: 'uint' },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 
 type Specs = typeof SPECS;

@@ -1,0 +1,90 @@
+// burrow cp [-r] [-p] [-L] [--resume] [--json] SRC DST, with TARGET:path on one side. The daemon
+// moves the bytes; this prints progress: a bar on a terminal, nothing on a pipe, JSON with --json.
+
+import { resolve } from 'node:path';
+import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode } from '../../shared/errors.js';
+import type { Frame } from '../../shared/ipc/frames.js';
+import { parseCopySpec } from '../../shared/target.js';
+import { connectDaemon, usage, type CliContext } from '../context.js';
+
+const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] SRC DST   (TARGET:path on one side)';
+
+function human(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < u.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
+}
+
+export async function cpCommand(ctx: CliContext, args: string[]): Promise<number> {
+  const flags = { recursive: false, preserve: false, resume: false, follow: false, json: false };
+  const paths: string[] = [];
+  for (const a of args) {
+    if (a === '--resume') flags.resume = true;
+    else if (a === '--json') flags.json = true;
+    else if (/^-[rpL]+$/.test(a)) {
+      if (a.includes('r')) flags.recursive = true;
+      if (a.includes('p')) flags.preserve = true;
+      if (a.includes('L')) flags.follow = true;
+    } else if (a.startsWith('-') && a !== '-') usage(`burrow cp: unknown option ${a}\n${USAGE}`);
+    else paths.push(a);
+  }
+  const [srcText, dstText, ...extra] = paths;
+  if (srcText === undefined || dstText === undefined || extra.length > 0) usage(USAGE);
+  const src = parseCopySpec(srcText);
+  const dst = parseCopySpec(dstText);
+  if (src.kind === dst.kind) usage(`burrow cp: one side must be TARGET:path and the other a local path\n${USAGE}`);
+  // The daemon has its own working directory: local paths travel absolute.
+  const abs = (s: string): string => (parseCopySpec(s).kind === 'local' ? resolve(s) : s);
+
+  const conn = await connectDaemon(ctx);
+  const bar = !flags.json && process.stderr.isTTY === true;
+  const began = Date.now();
+  let lastLine = '';
+  return new Promise<number>((done) => {
+    let finished = false;
+    const finish = (code: number, message?: string): void => {
+      if (finished) return;
+      finished = true;
+      if (bar && lastLine) process.stderr.write('\n');
+      if (message) process.stderr.write(message);
+      conn.close();
+      done(code);
+    };
+    conn.on('frame', (f: Frame) => {
+      if (f.t === 'progress') {
+        if (flags.json) process.stdout.write(JSON.stringify({ event: 'progress', path: f.path, bytes: f.bytes, size: f.size, files: f.files, totalBytes: f.totalBytes }) + '\n');
+        else if (bar) {
+          const secs = Math.max(0.001, (Date.now() - began) / 1000);
+          const rate = f.totalBytes / secs;
+          const pct = f.size > 0 ? Math.floor((100 * f.bytes) / f.size) : 100;
+          const eta = rate > 0 && f.size > f.bytes ? `${Math.ceil((f.size - f.bytes) / rate)}s` : '--';
+          const name = f.path.length > 40 ? `…${f.path.slice(-39)}` : f.path;
+          lastLine = `${name}  ${String(pct).padStart(3)}%  ${human(f.bytes)}/${human(f.size)}  ${human(rate)}/s  ETA ${eta}`;
+          process.stderr.write(`\r${lastLine.padEnd(78)}`);
+        }
+      } else if (f.t === 'result') {
+        if (flags.json) process.stdout.write(JSON.stringify({ event: 'done', ...f.value }) + '\n');
+        finish(0);
+      } else if (f.t === 'error') {
+        const code = isErrorCode(f.code) ? f.code : ErrorCodes.Internal;
+        if (flags.json) process.stdout.write(JSON.stringify({ event: 'error', code, message: f.message }) + '\n');
+        finish(exitCodeFor(code), `burrow: ${code}: ${f.message}\n`);
+      } else finish(255, `burrow: ${ErrorCodes.UnexpectedFrame}: daemon sent ${f.t} during cp\n`);
+    });
+    conn.on('close', (err?: BurrowError) => finish(255, `burrow: ${ErrorCodes.Disconnected}: ${err ? err.message : 'the daemon closed the session'}\n`));
+    conn.send({
+      t: 'cp',
+      src: abs(srcText),
+      dst: abs(dstText),
+      ...(flags.recursive ? { recursive: true } : {}),
+      ...(flags.preserve ? { preserve: true } : {}),
+      ...(flags.resume ? { resume: true } : {}),
+      ...(flags.follow ? { follow: true } : {}),
+    });
+  });
+}
