@@ -6,7 +6,11 @@ import { defaultContext, fail, type CliContext } from './context.js';
 
 const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
 
-  ssh TARGET [-t|-T] [CMD...]     a shell or command on TARGET (PTY when stdin is a terminal)
+  ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
+                                  a shell or command on TARGET (PTY when stdin is a terminal);
+                                  forwards live as long as this session
+  forward add TARGET -L|-R|-D SPEC   a forward held by the daemon until cancelled
+  forward list [--json] | forward cancel ID|SPEC
   exec TARGET -- CMD...           run CMD; stdout, stderr and exit status kept apart
   status [--json]                 the daemon and its connections
   check TARGET                    exit 0 when a live connection to TARGET is held
@@ -39,6 +43,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   alias: async () => (await import('./commands/alias.js')).aliasCommand,
   proxy: async () => (await import('./commands/proxy.js')).proxyCommand,
   cp: async () => (await import('./commands/cp.js')).cpCommand,
+  forward: async () => (await import('./commands/forward.js')).forwardCommand,
   'ssh-config': async () => (await import('./commands/sshconfig.js')).sshConfigCommand,
 };
 

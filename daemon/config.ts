@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { socketPath, stateDir } from '../shared/paths.js';
 import { isLogLevel, type LogLevel } from './log.js';
+import type { ForwardPolicy } from './host/forwarding.js';
 import type { HostBackend } from './host/server.js';
 import type { RelaySetting } from './transport/iroh.js';
 
@@ -23,7 +24,8 @@ export interface DaemonOptions {
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
                [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]
                [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
-               [--max-sessions N] [--accept-env NAME[,NAME]]`;
+               [--max-sessions N] [--accept-env NAME[,NAME]] [--permit-open HOST:PORT[,...]|none]
+               [--gateway-ports]`;
 
 function bad(message: string): BurrowError {
   return new BurrowError(ErrorCodes.BadArgument, message);
@@ -72,6 +74,8 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
         open: { type: 'boolean', default: false },
         'max-sessions': { type: 'string', default: '128' },
         'accept-env': { type: 'string', default: '' },
+        'permit-open': { type: 'string' },
+        'gateway-ports': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -84,7 +88,10 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const level = values['log-level'];
   if (!isLogLevel(level)) throw bad(`--log-level: ${JSON.stringify(level)} is not one of trace, debug, info, warn, error, fatal, silent`);
   return {
-    hostBackend: parseBackend(values['host-backend'], values['sshd-address'], values.open, values['max-sessions'], values['accept-env']),
+    hostBackend: parseBackend(values['host-backend'], values['sshd-address'], values.open, values['max-sessions'], values['accept-env'], {
+      permitOpen: values['permit-open'] === undefined ? null : parsePermitOpen(values['permit-open']),
+      gatewayPorts: values['gateway-ports'],
+    }),
     state: values.state ?? stateDir(env),
     socket: values.socket ?? socketPath(env),
     host: values.host,
@@ -96,13 +103,27 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
   };
 }
 
-function parseBackend(kind: string, sshdAddress: string, open: boolean, maxSessions: string, acceptEnv: string): HostBackend {
+/** host:port patterns, comma-separated; "*" stands for any host or any port; "none" allows nothing. */
+export function parsePermitOpen(s: string): string[] {
+  if (s.trim() === 'none') return [];
+  return s.split(',').map((p) => {
+    const t = p.trim();
+    const i = t.lastIndexOf(':');
+    if (i <= 0 || !/^(\*|\d{1,5})$/.test(t.slice(i + 1))) {
+      if (t.startsWith('/')) return `${t}:*`; // a Unix socket path
+      throw bad(`--permit-open: ${JSON.stringify(t)} is not host:port (either may be *), a /socket/path, or none`);
+    }
+    return t;
+  });
+}
+
+function parseBackend(kind: string, sshdAddress: string, open: boolean, maxSessions: string, acceptEnv: string, forwarding: ForwardPolicy): HostBackend {
   if (kind === 'builtin') {
     const max = Number(maxSessions);
     if (!Number.isInteger(max) || max < 1) throw bad(`--max-sessions: ${JSON.stringify(maxSessions)} is not a positive whole number`);
     const names = acceptEnv.split(',').map((n) => n.trim()).filter((n) => n !== '');
     for (const n of names) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw bad(`--accept-env: ${JSON.stringify(n)} is not an environment variable name`);
-    return { kind: 'builtin', maxSessions: max, acceptEnv: names };
+    return { kind: 'builtin', maxSessions: max, acceptEnv: names, forwarding };
   }
   if (kind === 'sshd') {
     const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(sshdAddress);

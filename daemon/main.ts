@@ -12,6 +12,9 @@ import { checkTarget, disconnectTarget, runSession, type AgentContext } from './
 import { Pool } from './agent/pool.js';
 import { runProxy } from './agent/proxy.js';
 import { runCopy } from './agent/cp.js';
+import { ForwardManager } from './agent/forward.js';
+import { resolveTarget } from './agent/resolve.js';
+import { parseForward } from '../shared/forward.js';
 import { parseDaemonArgs, type DaemonOptions } from './config.js';
 import { HostAuth } from './host/auth.js';
 import { Host } from './host/server.js';
@@ -46,6 +49,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     knownHosts: { user: join(home, '.ssh', 'known_hosts'), own: join(opts.state, StateFiles.knownHosts) },
   });
   const agent: AgentContext = { pool, state: opts.state, defaultUser: userInfo().username, log };
+  const forwards = new ForwardManager(pool, log);
 
   let host: Host | undefined;
   if (opts.host) {
@@ -70,6 +74,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       ipcSessions: ipc.sessionCount,
     },
     connections: pool.list(),
+    forwards: forwards.list(),
   });
 
   const shutdown = async (why: string): Promise<void> => {
@@ -83,6 +88,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     }, 20_000).unref();
     await ipc.close();
     host?.close();
+    forwards.closeAll();
     pool.closeAll('daemon stopping');
     await transport.close();
     log.info({ event: 'stopped' }, 'stopped');
@@ -108,6 +114,21 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         return runProxy(agent, transport, req, s);
       case 'cp':
         return runCopy(agent, req, s);
+      case 'forward': {
+        if (req.type !== 'local' && req.type !== 'remote' && req.type !== 'dynamic') throw new BurrowError(ErrorCodes.BadArgument, `forward type ${req.type} is not local, remote or dynamic`);
+        const spec = parseForward(req.type, req.spec);
+        const f = await forwards.add(await resolveTarget(req.target, opts.state, agent.defaultUser), spec, req.detach === true);
+        const value = f as unknown as Record<string, unknown>;
+        if (req.detach) return s.end({ t: 'result', value });
+        // Held by this connection: it goes when the client does.
+        s.onClose(() => forwards.cancelId(f.id));
+        s.send({ t: 'result', value });
+        return;
+      }
+      case 'forwards':
+        return s.end({ t: 'result', value: { forwards: forwards.list() } });
+      case 'forward_cancel':
+        return s.end({ t: 'result', value: { cancelled: forwards.cancel(req.which) } });
     }
   };
 

@@ -38,7 +38,24 @@ export interface DaemonStatus {
   ipcSessions: number;
 }
 
+export interface ForwardStatus {
+  id: string;
+  target: string;
+  /** In OpenSSH's words, e.g. "-L 127.0.0.1:8080:db:5432". */
+  forward: string;
+  /** Held by the daemon until cancelled (burrow forward add), not by a session. */
+  detached: boolean;
+  state: 'active' | 'reconnecting';
+  boundPort?: number;
+  connections: number;
+  active: number;
+  bytesIn: number;
+  bytesOut: number;
+  lastError?: string;
+}
+
 export interface DaemonStatusReport {
   daemon: DaemonStatus;
   connections: ConnectionStatus[];
+  forwards: ForwardStatus[];
 }

@@ -257,7 +257,7 @@ describe('host key check on the client', () => {
     const seed = randomBytes(32);
     const transport = await bindLoopback(seed);
     const impostorKey = identityFromSeed(randomBytes(32));
-    const host = new Host({ identity: impostorKey, backend: { kind: 'builtin', maxSessions: 4, acceptEnv: [] }, auth: new HostAuth('/nonexistent', '/nonexistent', quietLog), log: quietLog });
+    const host = new Host({ identity: impostorKey, backend: { kind: 'builtin', maxSessions: 4, acceptEnv: [], forwarding: { permitOpen: null, gatewayPorts: false } }, auth: new HostAuth('/nonexistent', '/nonexistent', quietLog), log: quietLog });
     transport.serve({ authorize: host.authorize, onConnection: (c) => host.handle(c) });
     const c = await newClient();
     await expect(ssh(c, transport.ticket())).rejects.toMatchObject({ code: ErrorCodes.HostKeyMismatch });

@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
-import { aliasCandidate, parseTarget } from '../shared/target.js';
+import { aliasCandidate, parseCopySpec, parseTarget } from '../shared/target.js';
+import { ticketEndpointId } from '../shared/ticket.js';
+import { parseTicket } from '../daemon/transport/iroh.js';
+import { safeRemoteName } from '../daemon/agent/cp.js';
+import { bindLoopback } from './helpers/iroh.js';
 import { checkKnownHost, hostFieldMatches, knownHostName } from '../daemon/agent/knownhosts.js';
 import { ed25519PublicBlob } from '../shared/sshkey.js';
 
@@ -61,5 +65,36 @@ describe('known_hosts', () => {
     expect(changed.ok).toBe(false);
     expect(!changed.ok && changed.message).toContain(`${files.own}:1`);
     rmSync(dir, { recursive: true });
+  });
+});
+
+describe('copy specs, tickets and remote names', () => {
+  it('splits TARGET:path the way scp does', () => {
+    expect(parseCopySpec('/abs/file')).toEqual({ kind: 'local', path: '/abs/file' });
+    expect(parseCopySpec('./a:b')).toEqual({ kind: 'local', path: './a:b' });
+    expect(parseCopySpec('dir/a:b')).toEqual({ kind: 'local', path: 'dir/a:b' });
+    expect(parseCopySpec('box:/etc/hosts')).toEqual({ kind: 'remote', target: 'box', path: '/etc/hosts' });
+    expect(parseCopySpec('box:')).toEqual({ kind: 'remote', target: 'box', path: '' });
+    expect(parseCopySpec('alice@10.0.0.1:2222:notes.txt')).toEqual({ kind: 'remote', target: 'alice@10.0.0.1:2222', path: 'notes.txt' });
+    expect(parseCopySpec('[::1]:22:/x')).toEqual({ kind: 'remote', target: '[::1]:22', path: '/x' });
+    expect(() => parseCopySpec('bad host:/x')).toThrow(expect.objectContaining({ code: ErrorCodes.BadTarget }));
+  });
+
+  it('reads the endpoint id out of a ticket exactly as iroh does', async () => {
+    const t = await bindLoopback();
+    try {
+      expect(ticketEndpointId(t.ticket())).toBe(t.endpointId);
+      expect(parseTicket(t.ticket()).id).toBe(t.endpointId);
+    } finally {
+      await t.close();
+    }
+    expect(() => ticketEndpointId('endpointab')).toThrow(expect.objectContaining({ code: ErrorCodes.BadTarget }));
+  });
+
+  it('never joins a remote name with a slash; skips . and ..', () => {
+    expect(safeRemoteName('file.txt')).toBe('file.txt');
+    expect(safeRemoteName('.')).toBeNull();
+    expect(safeRemoteName('..')).toBeNull();
+    for (const bad of ['a/b', '../etc', '/etc', '', 'x\0y']) expect(() => safeRemoteName(bad), bad).toThrow(/refusing remote file name/);
   });
 });

@@ -3,8 +3,10 @@
 
 import { constants as osConstants } from 'node:os';
 import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
+import type { IpcConnection } from '../../shared/ipc/client.js';
 import { spawn } from '../../shared/lib.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
+import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
 
 export interface SessionSpec {
   target: string;
@@ -17,6 +19,8 @@ export interface SessionSpec {
 export async function sshCommand(ctx: CliContext, args: string[]): Promise<number> {
   let forcePty: boolean | undefined;
   let target: string | undefined;
+  let noCommand = false;
+  const forwards: { type: ForwardType; spec: string }[] = [];
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string;
@@ -24,20 +28,48 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
       rest.push(a);
       continue;
     }
-    if (a === '-t') forcePty = true;
+    const fwd = FORWARD_FLAGS[a];
+    if (fwd) {
+      const spec = args[++i];
+      if (spec === undefined) usage(`burrow ssh: ${a} needs a spec`);
+      forwards.push({ type: fwd, spec });
+    } else if (a === '-t') forcePty = true;
     else if (a === '-T') forcePty = false;
+    else if (a === '-N') noCommand = true;
     else if (a === '--') {
       rest.push(...args.slice(i + 1));
       break;
-    } else if (a.startsWith('-') && target === undefined) usage(`burrow ssh: unknown option ${a} (forwarding options arrive with burrow forward)`);
+    } else if (a.startsWith('-') && target === undefined) usage(`burrow ssh: unknown option ${a}`);
     else if (target === undefined) target = a;
     else rest.push(a);
   }
-  if (target === undefined) usage('usage: burrow ssh TARGET [-t|-T] [CMD...]');
+  if (target === undefined) usage('usage: burrow ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]');
+  // Each forward is held by its own daemon connection: they all go when this process does.
+  const held: IpcConnection[] = [];
+  for (const f of forwards) {
+    const h = await requestForward(ctx, target, f.type, f.spec, false);
+    held.push(h.conn);
+    process.stderr.write(`burrow: forwarding ${describeForward(h.status)}\n`);
+  }
+  if (noCommand) {
+    if (forwards.length === 0) usage('burrow ssh -N: nothing to do without -L, -R or -D');
+    // No command: hold the forwards until interrupted (or the daemon goes away).
+    return new Promise((resolve) => {
+      const stop = (): void => {
+        for (const c of held) c.close();
+        resolve(0);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      for (const c of held) c.once('close', () => resolve(255));
+    });
+  }
   const command = rest.length > 0 ? rest.join(' ') : undefined;
   // Like ssh: a PTY for an interactive shell on a terminal, or when asked with -t.
   const pty = forcePty ?? (command === undefined && process.stdin.isTTY === true);
-  return runSession(ctx, { target, ...(command !== undefined ? { command } : {}), pty });
+  const code = await runSession(ctx, { target, ...(command !== undefined ? { command } : {}), pty });
+  for (const c of held) c.close();
+  return code;
 }
 
 /** `exec TARGET -- CMD...`: no PTY, stdout and stderr apart. */

@@ -200,6 +200,7 @@ class Copier {
   private totalBytes = 0;
   private lastProgress = 0;
   private restarted = 0;
+  private resumed = 0;
 
   constructor(
     private readonly sftp: Sftp,
@@ -229,6 +230,7 @@ class Copier {
     } else part = await openPart(true);
     let done = start;
     this.totalBytes += start;
+    this.resumed += start;
     try {
       await pump(src, part, start, size, label, (n) => {
         done += n;
@@ -311,7 +313,7 @@ class Copier {
   }
 
   summary(seconds: number): Record<string, unknown> {
-    return { files: this.files, bytes: this.totalBytes, seconds, restarted: this.restarted };
+    return { files: this.files, bytes: this.totalBytes, seconds, resumedBytes: this.resumed, restarted: this.restarted };
   }
 }
 

@@ -4,7 +4,9 @@
 // `persist` seconds; a dead one is evicted and the next request reconnects. Nothing falls back
 // to anything other than what was asked for.
 
+import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
+import { placeText, type Place } from '../../shared/forward.js';
 import type { Client as SshClient, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import type { ConnectionStatus } from '../../shared/status.js';
@@ -117,12 +119,15 @@ export interface SessionRequest {
   env?: Record<string, string>;
 }
 
-export class Pool {
+/** Emits 'connected' (PooledConnection) and 'closed' (PooledConnection) so forwards can follow reconnects. */
+export class Pool extends EventEmitter {
   private readonly live = new Map<string, PooledConnection>();
   private readonly pending = new Map<string, Promise<PooledConnection>>();
   private closing = false;
 
-  constructor(private readonly opts: PoolOptions) {}
+  constructor(private readonly opts: PoolOptions) {
+    super();
+  }
 
   get size(): number {
     return this.live.size;
@@ -202,11 +207,13 @@ export class Pool {
       c.wakeAll();
       this.opts.log.info({ event: 'disconnected', target: t.label, key: t.key, reason: why }, 'connection closed');
       c.close(why);
+      this.emit('closed', c);
     };
     client.on('error', (err: Error) => evict(firstLine(err.message)));
     client.on('close', () => evict('closed'));
     void iroh?.closed.then((r) => evict(r));
     this.touch(c);
+    this.emit('connected', c);
     return c;
   }
 
@@ -275,16 +282,41 @@ export class Pool {
   }
 
   private drop(c: PooledConnection, why: string): void {
+    if (c.dead) return;
     c.dead = true;
     this.live.delete(c.target.key);
     c.wakeAll();
     this.opts.log.info({ event: 'disconnected', target: c.target.label, key: c.target.key, reason: why }, 'connection closed');
     c.close(why);
+    this.emit('closed', c);
+  }
+
+  /** Open a forwarding channel (direct-tcpip or direct-streamlocal), counted like a session. */
+  openForward(c: PooledConnection, to: Place, from: { host: string; port: number }): Promise<{ channel: ClientChannel; closed: Promise<void> }> {
+    return this.openTracked(c, `forward to ${placeText(to)}`, (client) => new Promise((resolve, reject) => {
+      const cb = (err: Error | undefined, ch: ClientChannel): void => {
+        if (err) return reject(err);
+        const closed = new Promise<void>((r) => ch.once('close', () => r()));
+        resolve({ channel: ch, closed });
+      };
+      try {
+        if (to.kind === 'unix') client.openssh_forwardOutStreamLocal(to.path, cb);
+        else client.forwardOut(from.host, from.port, to.host, to.port, cb);
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    }));
   }
 
   closeAll(reason: string): void {
     this.closing = true;
     for (const c of [...this.live.values()]) this.drop(c, reason);
+  }
+
+  /** Note that something other than a channel (a forward) keeps `c` open, or stops doing so. */
+  hold(c: PooledConnection, delta: 1 | -1): void {
+    c.holds += delta;
+    this.touch(c);
   }
 }
 

@@ -13,10 +13,11 @@ import type { Logger } from '../log.js';
 import { CloseCode, type Authorize, type IrohConnection } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import type { HostAuth } from './auth.js';
+import { serveForwarding, type ForwardPolicy } from './forwarding.js';
 import { killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
 
 export type HostBackend =
-  | { kind: 'builtin'; maxSessions: number; acceptEnv: readonly string[] }
+  | { kind: 'builtin'; maxSessions: number; acceptEnv: readonly string[]; forwarding: ForwardPolicy }
   | { kind: 'sshd'; host: string; port: number; open: boolean };
 
 export interface HostOptions {
@@ -122,9 +123,7 @@ export class Host {
             () => sessions--,
           );
         });
-        // Forwarding arrives with the forwarding issue; until then it is refused, not ignored.
-        client.on('tcpip', (_accept, reject) => reject());
-        client.on('request', (_accept, reject) => reject?.());
+        serveForwarding(client, remote, backend.forwarding, log, (reject, reason, description) => rejectWithReason(client, reject, reason, description));
       });
       client.once('close', () => this.hangUp(procs));
     });

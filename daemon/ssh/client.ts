@@ -69,6 +69,9 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshClient> {
       readyTimeout: opts.readyTimeoutMs ?? 20_000,
       keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
       keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+      // ssh2 would refuse OpenSSH's extensions (streamlocal forwards, posix-rename) to any server
+      // whose version string is not OpenSSH's, burrow's own host included; the server says no if it lacks them.
+      strictVendor: false,
       // The two-argument form lets the check be asynchronous (known_hosts is a file).
       hostVerifier: (key: Buffer, verify: (ok: boolean) => void): undefined => {
         const policy = opts.hostKey;

@@ -24,6 +24,10 @@ const SPECS = {
   proxy: { target: 'string' },
   // src and dst: one is TARGET:path, the other an absolute local path.
   cp: { src: 'string', dst: 'string', recursive: 'bool?', preserve: 'bool?', resume: 'bool?', follow: 'bool?' },
+  // A forward (-L/-R/-D spec); without detach it lives as long as this connection.
+  forward: { target: 'string', type: 'string', spec: 'string', detach: 'bool?' },
+  forwards: {},
+  forward_cancel: { which: 'string' },
   status: {},
   check: { target: 'string' },
   disconnect: { target: 'string' },
