@@ -135,6 +135,29 @@ describe('port forwarding held by the daemon', () => {
     expect((await runCli(agent.cliEnv, ['forward', 'cancel', '9999'])).code).toBe(1);
   });
 
+  it('keeps half-close: a client that finished sending still gets the answer', async () => {
+    // The service answers only after the client's EOF, with how many bytes it got.
+    const counter = createServer({ allowHalfOpen: true }, (s) => {
+      let n = 0;
+      s.on('data', (d: Buffer) => (n += d.length));
+      s.once('end', () => s.end(`got ${n}`));
+    });
+    const cport = await freePort();
+    await new Promise<void>((r) => counter.listen(cport, '127.0.0.1', r));
+    const port = await freePort();
+    await runCli(agent.cliEnv, ['forward', 'add', host.ticket, '-L', `${port}:127.0.0.1:${cport}`]);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const c = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+      let out = '';
+      c.on('data', (d: Buffer) => (out += d.toString()));
+      c.once('end', () => resolve(out));
+      c.once('error', reject);
+      c.end(Buffer.alloc(100_000));
+    });
+    expect(answer).toBe('got 100000');
+    counter.close();
+  });
+
   it('1000 short connections through one -L leak no sockets', async () => {
     const echo = createServer((s) => s.pipe(s));
     const echoPort = await freePort();

@@ -88,7 +88,8 @@ export class ForwardManager {
     const conn = await this.pool.get(target);
     if (spec.type === 'remote') await this.requestRemote(f, conn);
     else {
-      const server = createServer((sock) => void this.incoming(f, sock));
+      // Half-open: a client that has finished sending still gets the rest of the answer.
+      const server = createServer({ allowHalfOpen: true }, (sock) => void this.incoming(f, sock));
       f.listener = server;
       try {
         f.boundPort = await listen(server, spec.listen);
@@ -231,7 +232,7 @@ export class ForwardManager {
   private connectBack(f: Forward, accept: () => Duplex, reject: () => void): void {
     const to = (f.spec as Extract<ForwardSpec, { type: 'remote' }>).connect;
     f.connections++;
-    const sock = to.kind === 'unix' ? connect(to.path) : connect(to.port, to.host);
+    const sock = to.kind === 'unix' ? connect({ path: to.path, allowHalfOpen: true }) : connect({ port: to.port, host: to.host, allowHalfOpen: true });
     const onError = (err: NodeJS.ErrnoException): void => {
       f.lastError = `connect to ${placeText(to)}: ${err.code ?? err.message}`;
       reject();

@@ -74,14 +74,14 @@ export function serveForwarding(client: SshServerConn, remote: string, policy: F
       log.warn({ event: 'forward_refused', remote, to: `${info.destIP}:${info.destPort}` }, 'forward refused by permit-open');
       return rejectWithReason(reject, ADMINISTRATIVELY_PROHIBITED, `the host's permit-open policy does not allow ${info.destIP}:${info.destPort}`);
     }
-    dial(`${info.destIP}:${info.destPort}`, () => connect(info.destPort, info.destIP), accept, reject);
+    dial(`${info.destIP}:${info.destPort}`, () => connect({ port: info.destPort, host: info.destIP, allowHalfOpen: true }), accept, reject);
   });
 
   client.on('openssh.streamlocal', (accept, reject, info) => {
     if (!permitted(policy, info.socketPath, '*')) {
       return rejectWithReason(reject, ADMINISTRATIVELY_PROHIBITED, `the host's permit-open policy does not allow ${info.socketPath}`);
     }
-    dial(info.socketPath, () => connect(info.socketPath), accept, reject);
+    dial(info.socketPath, () => connect({ path: info.socketPath, allowHalfOpen: true }), accept, reject);
   });
 
   client.on('request', (accept, reject, requestName, requestInfo) => {
@@ -94,7 +94,7 @@ export function serveForwarding(client: SshServerConn, remote: string, policy: F
       const requested = info.bindAddr;
       const loopback = requested === 'localhost' || requested === '127.0.0.1' || requested === '::1' || requested === '';
       const host = policy.gatewayPorts ? (requested === '' || requested === '*' ? '0.0.0.0' : requested) : loopback && requested === '::1' ? '::1' : '127.0.0.1';
-      const server = createServer((sock) => {
+      const server = createServer({ allowHalfOpen: true }, (sock) => {
         sock.pause();
         client.forwardOut(requested, actual, sock.remoteAddress ?? '', sock.remotePort ?? 0, (err, ch) => {
           if (err) return sock.destroy();
@@ -126,7 +126,7 @@ export function serveForwarding(client: SshServerConn, remote: string, policy: F
     }
     if (name === 'streamlocal-forward@openssh.com' && 'socketPath' in info) {
       const path = info.socketPath;
-      const server = createServer((sock) => {
+      const server = createServer({ allowHalfOpen: true }, (sock) => {
         sock.pause();
         client.openssh_forwardOutStreamLocal(path, (err, ch) => {
           if (err) return sock.destroy();

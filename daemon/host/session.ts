@@ -7,6 +7,7 @@ import { constants as osConstants } from 'node:os';
 import * as nodePty from '@lydell/node-pty';
 import type { ServerChannel, Session, PseudoTtyInfo } from 'ssh2';
 import type { Logger } from '../log.js';
+import { serveSftp } from './sftp.js';
 
 /** The serving user's environment, plus what each session adds. */
 export interface SessionUser {
@@ -183,6 +184,10 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
 
   session.on('exec', (accept, _reject, info) => start(accept(), info.command));
   session.on('shell', (accept) => start(accept(), undefined));
+  session.on('sftp', (accept) => {
+    ctx.log.info({ event: 'session_start', remote: ctx.remote, kind: 'sftp' }, 'session start');
+    serveSftp(accept(), { home: ctx.user.home, remote: ctx.remote, log: ctx.log });
+  });
   session.on('subsystem', (_accept, reject, info) => {
     ctx.log.info({ event: 'subsystem_refused', remote: ctx.remote, name: info.name }, 'subsystem refused');
     reject();

@@ -1,0 +1,289 @@
+// The SFTP subsystem against real clients: ssh2's client SFTP and OpenSSH's sftp, over loopback TCP,
+// with a real ssh2 server in this process serving a temp dir as home.
+
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import ssh2 from 'ssh2';
+import type { Client, FileEntry, ParsedKey, SFTPWrapper, Server, Stats } from 'ssh2';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { serveSftp } from '../daemon/host/sftp.js';
+
+const { STATUS_CODE } = ssh2.utils.sftp;
+const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+const userKey = ssh2.utils.generateKeyPairSync('ed25519');
+const userPub = ssh2.utils.parseKey(userKey.public) as ParsedKey;
+
+let root: string; // holds home and the client's local files
+let home: string;
+let local: string;
+let server: Server;
+let port: number;
+const logLines: Record<string, unknown>[] = [];
+const clients: Client[] = [];
+
+beforeAll(async () => {
+  root = await fsp.realpath(await fsp.mkdtemp(join(tmpdir(), 'burrow-sftp-')));
+  const log = pino({ level: 'info' }, { write: (s: string) => void logLines.push(JSON.parse(s) as Record<string, unknown>) });
+  server = new ssh2.Server({ hostKeys: [hostKey.private] }, (conn) => {
+    conn.on('error', () => undefined);
+    conn.on('authentication', (ctx) => {
+      if (ctx.method === 'publickey' && ctx.key.algo === userPub.type && ctx.key.data.equals(userPub.getPublicSSH())) {
+        if (!ctx.signature) return ctx.accept();
+        if (ctx.blob && userPub.verify(ctx.blob, ctx.signature, ctx.hashAlgo) === true) return ctx.accept();
+      }
+      ctx.reject(['publickey']);
+    });
+    conn.on('ready', () => conn.on('session', (accept) => accept().on('sftp', (acceptSftp) => serveSftp(acceptSftp(), { home, remote: 'test', log }))));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await fsp.rm(root, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  const dir = await fsp.mkdtemp(join(root, 'case-'));
+  home = join(dir, 'home');
+  local = join(dir, 'local');
+  await fsp.mkdir(home);
+  await fsp.mkdir(local);
+});
+
+afterEach(() => {
+  for (const c of clients.splice(0)) c.end();
+});
+
+async function connect(): Promise<{ client: Client; sftp: SFTPWrapper }> {
+  const client = new ssh2.Client();
+  clients.push(client);
+  await new Promise<void>((resolve, reject) => {
+    client.once('ready', resolve).once('error', reject);
+    client.connect({ host: '127.0.0.1', port, username: 'me', privateKey: userKey.private });
+  });
+  const sftp = await new Promise<SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+  return { client, sftp };
+}
+
+/** Promisify one ssh2 callback call. */
+function call<T = void>(fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
+}
+
+/** The SFTP status code a failed call carried. */
+async function failure(p: Promise<unknown>): Promise<{ code: number; message: string }> {
+  const err = await p.then(
+    () => expect.fail('expected the request to fail'),
+    (e: unknown) => e as Error & { code: number },
+  );
+  return { code: err.code, message: err.message };
+}
+
+const sha256 = async (file: string): Promise<string> => createHash('sha256').update(await fsp.readFile(file)).digest('hex');
+
+/** How many fds of this process point into `dir`. */
+async function fdsUnder(dir: string): Promise<number> {
+  const fds = await fsp.readdir('/proc/self/fd');
+  const targets = await Promise.all(fds.map((fd) => fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+  return targets.filter((t) => t === dir || t.startsWith(dir + '/')).length;
+}
+
+async function until(check: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('sftp subsystem', () => {
+  it('put and get of a 5 MiB random file round-trips byte for byte', async () => {
+    const { sftp } = await connect();
+    await fsp.writeFile(join(local, 'src.bin'), randomBytes(5 * 1024 * 1024));
+    await call((cb) => sftp.fastPut(join(local, 'src.bin'), 'up.bin', cb));
+    await call((cb) => sftp.fastGet('up.bin', join(local, 'down.bin'), cb));
+    const want = await sha256(join(local, 'src.bin'));
+    expect(await sha256(join(home, 'up.bin'))).toBe(want);
+    expect(await sha256(join(local, 'down.bin'))).toBe(want);
+  });
+
+  it('reads at an offset return that slice, no more than asked, and EOF past the end', async () => {
+    const { sftp } = await connect();
+    const content = randomBytes(100_000);
+    await fsp.writeFile(join(home, 'f.bin'), content);
+    const handle = await call<Buffer>((cb) => sftp.open('f.bin', 'r', cb));
+    const read = (len: number, pos: number): Promise<Buffer> =>
+      new Promise((resolve, reject) => sftp.read(handle, Buffer.alloc(len), 0, len, pos, (err, n, buf) => (err ? reject(err) : resolve(buf.subarray(0, n)))));
+    expect((await read(1000, 5000)).equals(content.subarray(5000, 6000))).toBe(true);
+    expect((await read(1000, 99_500)).equals(content.subarray(99_500))).toBe(true);
+    expect((await read(1000, 100_000)).length).toBe(0); // the client maps the EOF status to 0 bytes
+    await call((cb) => sftp.close(handle, cb));
+  });
+
+  it('writes land at their offsets', async () => {
+    const { sftp } = await connect();
+    const handle = await call<Buffer>((cb) => sftp.open('w.bin', 'w', cb));
+    await call((cb) => sftp.write(handle, Buffer.from('world'), 0, 5, 6, cb));
+    await call((cb) => sftp.write(handle, Buffer.from('hello '), 0, 6, 0, cb));
+    await call((cb) => sftp.close(handle, cb));
+    expect(await fsp.readFile(join(home, 'w.bin'), 'utf8')).toBe('hello world');
+  });
+
+  it('readdir lists . and .. and every entry in batches, with ls -l longnames, then EOF', async () => {
+    const { sftp } = await connect();
+    const names = Array.from({ length: 150 }, (_, i) => `file-${i}`);
+    await Promise.all(names.map((n) => fsp.writeFile(join(home, n), 'x'.repeat(7))));
+    await fsp.mkdir(join(home, 'sub'));
+    // { full: true } keeps . and .. (ssh2's client drops them by default); @types/ssh2 lacks the overload.
+    type ReaddirFull = (where: Buffer, opts: { full: boolean }, cb: (err: Error | undefined, list: FileEntry[]) => void) => void;
+    const readdirFull = (sftp.readdir as unknown as ReaddirFull).bind(sftp);
+    const handle = await call<Buffer>((cb) => sftp.opendir('.', cb));
+    const seen: FileEntry[] = [];
+    for (;;) {
+      const batch = await call<FileEntry[]>((cb) => readdirFull(handle, { full: true }, cb)).catch((e: Error & { code: number }) => {
+        expect(e.code).toBe(STATUS_CODE.EOF);
+        return undefined;
+      });
+      if (!batch) break;
+      expect(batch.length).toBeLessThanOrEqual(100);
+      seen.push(...batch);
+    }
+    await call((cb) => sftp.close(handle, cb));
+    expect(seen.map((e) => e.filename).sort()).toEqual(['.', '..', ...names, 'sub'].sort());
+    const file = seen.find((e) => e.filename === 'file-7')!;
+    expect(file.attrs.size).toBe(7);
+    expect(file.longname).toMatch(/^-rw.{7}\s+1 \S+\s+\S+\s+7 [A-Z][a-z]{2} [ \d]\d [ \d]\d:\d\d file-7$/);
+    expect(seen.find((e) => e.filename === 'sub')!.longname).toMatch(/^d[rwx-]{9} .* sub$/);
+  });
+
+  it('mkdir honours the mode and rmdir removes the directory', async () => {
+    const { sftp } = await connect();
+    await call((cb) => sftp.mkdir('d', { mode: 0o700 }, cb));
+    expect((await fsp.stat(join(home, 'd'))).mode & 0o777).toBe(0o700);
+    await call((cb) => sftp.rmdir('d', cb));
+    expect(existsSync(join(home, 'd'))).toBe(false);
+  });
+
+  it('rename moves a file but refuses an existing target; posix-rename replaces it', async () => {
+    const { sftp } = await connect();
+    await fsp.writeFile(join(home, 'a'), 'A');
+    await fsp.writeFile(join(home, 'b'), 'B');
+    expect(await failure(call((cb) => sftp.rename('a', 'b', cb)))).toEqual({ code: STATUS_CODE.FAILURE, message: 'File already exists' });
+    expect(await fsp.readFile(join(home, 'b'), 'utf8')).toBe('B');
+    await call((cb) => sftp.rename('a', 'c', cb));
+    expect(await fsp.readFile(join(home, 'c'), 'utf8')).toBe('A');
+    expect(existsSync(join(home, 'a'))).toBe(false);
+    // ssh2's server never advertises posix-rename, so its client refuses to send it unless told the server has it.
+    (sftp as unknown as { _extensions: Record<string, string> })._extensions['posix-rename@openssh.com'] = '1';
+    await call((cb) => sftp.ext_openssh_rename('c', 'b', cb));
+    expect(await fsp.readFile(join(home, 'b'), 'utf8')).toBe('A');
+    expect(existsSync(join(home, 'c'))).toBe(false);
+  });
+
+  it('remove deletes a file; a missing file is NO_SUCH_FILE with a message', async () => {
+    const { sftp } = await connect();
+    await fsp.writeFile(join(home, 'x'), 'x');
+    await call((cb) => sftp.unlink('x', cb));
+    expect(existsSync(join(home, 'x'))).toBe(false);
+    for (const f of [failure(call((cb) => sftp.unlink('x', cb))), failure(call((cb) => sftp.stat('nope/x', cb))), failure(call((cb) => sftp.open('nope', 'r', cb)))]) {
+      const { code, message } = await f;
+      expect(code).toBe(STATUS_CODE.NO_SUCH_FILE);
+      expect(message).toBe('No such file or directory');
+    }
+  });
+
+  it('a bad handle is FAILURE "invalid handle" and the session carries on', async () => {
+    const { sftp } = await connect();
+    const bad = await failure(call((cb) => sftp.fstat(Buffer.from([1, 2, 3, 4]), cb)));
+    expect(bad).toEqual({ code: STATUS_CODE.FAILURE, message: 'invalid handle' });
+    expect(await failure(call((cb) => sftp.mkdir('.', cb)))).toEqual({ code: STATUS_CODE.FAILURE, message: 'File already exists' });
+    expect((await call<Stats>((cb) => sftp.stat('.', cb))).isDirectory()).toBe(true);
+  });
+
+  it('stat, lstat and setstat: mode, times, size', async () => {
+    const { sftp } = await connect();
+    await fsp.writeFile(join(home, 'f'), '0123456789');
+    await fsp.symlink('f', join(home, 'l'));
+    await call((cb) => sftp.setstat('f', { mode: 0o640, atime: 1_000_000_000, mtime: 1_200_000_000, size: 4 }, cb));
+    const onDisk = await fsp.stat(join(home, 'f'));
+    expect(onDisk.mode & 0o7777).toBe(0o640);
+    expect(Math.floor(onDisk.mtimeMs / 1000)).toBe(1_200_000_000);
+    expect(onDisk.size).toBe(4);
+    const st = await call<Stats>((cb) => sftp.stat('l', cb));
+    expect(st.isFile()).toBe(true);
+    expect(st.mtime).toBe(1_200_000_000);
+    expect(st.atime).toBe(1_000_000_000);
+    expect((await call<Stats>((cb) => sftp.lstat('l', cb))).isSymbolicLink()).toBe(true);
+    const handle = await call<Buffer>((cb) => sftp.open('f', 'r+', cb));
+    await call((cb) => sftp.fchmod(handle, 0o600, cb));
+    expect((await call<Stats>((cb) => sftp.fstat(handle, cb))).mode & 0o7777).toBe(0o600);
+    await call((cb) => sftp.close(handle, cb));
+  });
+
+  it('symlink makes a link to the target as given, and readlink returns it', async () => {
+    const { sftp } = await connect();
+    await fsp.mkdir(join(home, 'd'));
+    await fsp.writeFile(join(home, 'd', 't'), 'T');
+    await call((cb) => sftp.symlink('t', 'd/link', cb));
+    expect(await fsp.readlink(join(home, 'd', 'link'))).toBe('t');
+    expect(await fsp.readFile(join(home, 'd', 'link'), 'utf8')).toBe('T');
+    expect(await call<string>((cb) => sftp.readlink('d/link', cb))).toBe('t');
+  });
+
+  it('realpath resolves . to home and normalizes a/../b', async () => {
+    const { sftp } = await connect();
+    expect(await call<string>((cb) => sftp.realpath('.', cb))).toBe(home);
+    expect(await call<string>((cb) => sftp.realpath('a/../b', cb))).toBe(join(home, 'b'));
+    expect(await call<string>((cb) => sftp.realpath('/usr/../etc', cb))).toBe('/etc');
+  });
+
+  it('open handles are all closed when the client disconnects, and the session logs sftp_end', async () => {
+    const { client, sftp } = await connect();
+    await Promise.all([0, 1, 2, 3, 4].map((i) => fsp.writeFile(join(home, `h${i}`), 'data')));
+    const handles = await Promise.all([0, 1, 2, 3, 4].map((i) => call<Buffer>((cb) => sftp.open(`h${i}`, 'r', cb))));
+    expect(handles).toHaveLength(5);
+    await call<Buffer>((cb) => sftp.opendir('.', cb));
+    expect(await fdsUnder(home)).toBe(6);
+    const before = logLines.length;
+    client.end();
+    await until(async () => (await fdsUnder(home)) === 0);
+    await until(async () => logLines.slice(before).some((l) => l.event === 'sftp_end'));
+    expect(logLines.slice(before).find((l) => l.event === 'sftp_end')).toMatchObject({ remote: 'test', opened: 5, bytesRead: 0, bytesWritten: 0 });
+  });
+
+  it.skipIf(!existsSync('/usr/bin/sftp'))('OpenSSH sftp: put, get, ls, mkdir, rename, ln -s, rm', async () => {
+    const key = join(local, 'id_ed25519');
+    await fsp.writeFile(key, userKey.private, { mode: 0o600 });
+    await fsp.writeFile(join(local, 'src.bin'), randomBytes(300_000));
+    const batch = [
+      'put src.bin up.bin',
+      'get up.bin down.bin',
+      'ls -l',
+      'mkdir d',
+      'rename up.bin d/moved.bin',
+      'put src.bin other.bin',
+      '-rename other.bin d/moved.bin', // must fail: plain SFTP rename never replaces
+      'ln -s moved.bin d/link',
+      'rm other.bin', // fails, failing the batch, if the rename above replaced d/moved.bin
+    ].join('\n');
+    await fsp.writeFile(join(local, 'batch'), batch + '\n');
+    const args = ['-F', '/dev/null', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'LogLevel=ERROR'];
+    const { stdout } = await promisify(execFile)('/usr/bin/sftp', [...args, '-i', key, '-P', String(port), '-b', 'batch', 'me@127.0.0.1'], { cwd: local, timeout: 30_000 });
+    const want = await sha256(join(local, 'src.bin'));
+    expect(await sha256(join(local, 'down.bin'))).toBe(want);
+    expect(await sha256(join(home, 'd', 'moved.bin'))).toBe(want);
+    expect(existsSync(join(home, 'up.bin'))).toBe(false);
+    expect(existsSync(join(home, 'other.bin'))).toBe(false);
+    expect(await fsp.readlink(join(home, 'd', 'link'))).toBe('moved.bin');
+    expect(stdout).toMatch(/^-rw\S* +1 .* 300000 .* up\.bin$/m);
+  });
+});
