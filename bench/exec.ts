@@ -9,6 +9,7 @@ import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { startSshd } from '../test/helpers/sshd.js';
@@ -65,6 +66,17 @@ async function main(): Promise<void> {
       warm.tcp.push(burrowTcp());
       warm.iroh.push(burrowIroh());
     }
+    // The round trip itself, with no process start: the library API in this process, through the
+    // daemon and the held connection (warm), against the same sshd (tcp) and the iroh host.
+    const lib = { tcp: [] as number[], iroh: [] as number[] };
+    for (let i = 0; i < runs; i++) {
+      for (const [k, t] of [['tcp', tcpTarget], ['iroh', host.ticket]] as const) {
+        const t0 = performance.now();
+        const r = await exec(t, 'true', { socket: agent.socket });
+        if (r.code !== 0) throw new Error(`library exec on ${k} failed`);
+        lib[k].push(performance.now() - t0);
+      }
+    }
     // The CLI's fixed cost: node itself, then node loading burrow's CLI (help: no daemon round trip).
     const startup = { node: [] as number[], cliHelp: [] as number[], status: [] as number[] };
     for (let i = 0; i < runs; i++) {
@@ -84,12 +96,13 @@ async function main(): Promise<void> {
       `  cold  ssh (new master)       ${fmt(s(cold.ssh), 'ms')}`,
       `  cold  burrow -> sshd (tcp)   ${fmt(s(cold.tcp), 'ms')}   ratio to ssh ${ratio(cold.tcp, cold.ssh)}`,
       `  cold  burrow -> iroh host    ${fmt(s(cold.iroh), 'ms')}   ratio to ssh ${ratio(cold.iroh, cold.ssh)}`,
+      `  round trip (library, no process start): sshd ${fmt(s(lib.tcp), 'ms')}; iroh host ${fmt(s(lib.iroh), 'ms')}`,
       `  cli   node -e 0              ${fmt(s(startup.node), 'ms')}`,
       `  cli   burrow --help          ${fmt(s(startup.cliHelp), 'ms')}   (node + loading the CLI)`,
       `  cli   burrow status          ${fmt(s(startup.status), 'ms')}   (+ one IPC round trip)`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) } }) + '\n');
+    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) }, library: { tcp: s(lib.tcp), iroh: s(lib.iroh) } }) + '\n');
   } finally {
     await stopAllDaemons();
     await sshd.stop();

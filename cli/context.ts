@@ -20,8 +20,10 @@ export function defaultContext(env: NodeJS.ProcessEnv = process.env): CliContext
   return { socket: socketPath(env), state: stateDir(env), autostart: env['BURROW_NO_AUTOSTART'] !== '1' };
 }
 
-export const BURROWD = fileURLToPath(new URL('../../bin/burrowd.js', import.meta.url));
-export const BURROW_BIN = fileURLToPath(new URL('../../bin/burrow.js', import.meta.url));
+/** The package root, from the bundle (dist/cli/burrow.mjs), compiled files (dist/cli/...) or the TS source (cli/). */
+export const PACKAGE_ROOT = new URL(import.meta.url.includes('/dist/cli/') ? (import.meta.url.includes('/dist/cli/commands/') ? '../../../' : '../../') : import.meta.url.includes('/cli/commands/') ? '../../' : '../', import.meta.url);
+export const BURROWD = fileURLToPath(new URL('bin/burrowd.js', PACKAGE_ROOT));
+export const BURROW_BIN = fileURLToPath(new URL('bin/burrow.js', PACKAGE_ROOT));
 
 /** Print one typed line on stderr and exit with the code's status. */
 export function fail(err: unknown): never {

@@ -14,6 +14,7 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
   exec TARGET -- CMD...           run CMD; stdout, stderr and exit status kept apart
   status [--json]                 the daemon and its connections
   check TARGET                    exit 0 when a live connection to TARGET is held
+  info TARGET [--json]            the host's name, OS, kernel, CPU, memory, uptime and load
   disconnect TARGET               close the held connection to TARGET
   daemon run|start|stop           run burrowd here, start it in the background, or stop it
   host id|ticket                  this machine's endpoint id or ticket
@@ -23,6 +24,9 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
   alias add NAME TARGET | alias list [--json] | alias remove NAME
   cp [-r] [-p] [-L] [--resume] [--json] SRC DST
                                   copy files and trees; TARGET:path on one side
+  system install [--user] [--host] | system uninstall [--user]
+                                  systemd units: the host as a system service, or the agent
+                                  (socket-activated) and a host for this user alone
   proxy TARGET                    raw SSH bytes, for ssh -o ProxyCommand='burrow proxy %h'
   ssh-config                      a Host block so ssh/scp/sftp/rsync/git reach NAME.burrow
 
@@ -44,6 +48,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   proxy: async () => (await import('./commands/proxy.js')).proxyCommand,
   cp: async () => (await import('./commands/cp.js')).cpCommand,
   forward: async () => (await import('./commands/forward.js')).forwardCommand,
+  system: async () => (await import('./commands/system.js')).systemCommand,
+  info: async () => (await import('./commands/info.js')).infoCommand,
   'ssh-config': async () => (await import('./commands/sshconfig.js')).sshConfigCommand,
 };
 

@@ -1,5 +1,7 @@
 // burrowd's command line (DESIGN §7). Bad flags are errors that name the flag.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { socketPath, stateDir } from '../shared/paths.js';
@@ -19,13 +21,17 @@ export interface DaemonOptions {
   logLevel: LogLevel;
   foreground: boolean;
   hostBackend: HostBackend;
+  /** Seconds a stopping daemon waits for running sessions before ending them. */
+  graceSeconds: number;
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
                [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]
                [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
                [--max-sessions N] [--accept-env NAME[,NAME]] [--permit-open HOST:PORT[,...]|none]
-               [--gateway-ports]`;
+               [--gateway-ports] [--grace SECONDS]
+Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
+logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
 
 function bad(message: string): BurrowError {
   return new BurrowError(ErrorCodes.BadArgument, message);
@@ -53,6 +59,62 @@ export function parseBind(s: string): string {
   return s;
 }
 
+/**
+ * Settings that may come from flags or from STATE/config.json (flags win). Each is kept as the
+ * flag's text form, so both sources go through the same validation below.
+ */
+const SETTINGS = {
+  relay: { flag: 'relay', type: 'string', default: 'default' },
+  bind: { flag: 'bind', type: 'string', default: undefined },
+  persist: { flag: 'persist', type: 'number', default: '600' },
+  logLevel: { flag: 'log-level', type: 'string', default: 'info' },
+  host: { flag: 'host', type: 'boolean', default: false },
+  hostBackend: { flag: 'host-backend', type: 'string', default: 'builtin' },
+  sshdAddress: { flag: 'sshd-address', type: 'string', default: '127.0.0.1:22' },
+  open: { flag: 'open', type: 'boolean', default: false },
+  maxSessions: { flag: 'max-sessions', type: 'number', default: '128' },
+  acceptEnv: { flag: 'accept-env', type: 'list', default: '' },
+  permitOpen: { flag: 'permit-open', type: 'list', default: undefined },
+  gatewayPorts: { flag: 'gateway-ports', type: 'boolean', default: false },
+  grace: { flag: 'grace', type: 'number', default: '10' },
+} as const;
+type SettingName = keyof typeof SETTINGS;
+type Raw = { [K in SettingName]: (typeof SETTINGS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
+
+export const CONFIG_FILE = 'config.json';
+
+/** Read STATE/config.json into flag-text form; unknown keys and wrong types are errors naming the key. */
+export function readConfigFile(state: string): Partial<Raw> {
+  const path = join(state, CONFIG_FILE);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw bad(`${path}: ${(err as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw bad(`${path}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad(`${path}: must be a JSON object`);
+  const out: Record<string, string | boolean> = {};
+  for (const [key, value] of Object.entries(json)) {
+    if (!Object.prototype.hasOwnProperty.call(SETTINGS, key)) throw bad(`${path}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(SETTINGS).join(', ')})`);
+    const t = SETTINGS[key as SettingName].type;
+    const ok =
+      (t === 'string' && typeof value === 'string') ||
+      (t === 'number' && typeof value === 'number') ||
+      (t === 'boolean' && typeof value === 'boolean') ||
+      (t === 'list' && Array.isArray(value) && value.every((v) => typeof v === 'string'));
+    if (!ok) throw bad(`${path}: ${key} must be ${t === 'list' ? 'an array of strings' : `a ${t}`}`);
+    out[key] = t === 'list' ? (value as string[]).join(',') || (key === 'permitOpen' ? 'none' : '') : typeof value === 'boolean' ? value : String(value);
+  }
+  return out as Partial<Raw>;
+}
+
 export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): DaemonOptions {
   let values;
   try {
@@ -63,43 +125,50 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
       options: {
         state: { type: 'string' },
         socket: { type: 'string' },
-        host: { type: 'boolean', default: false },
-        relay: { type: 'string', default: env['BURROW_RELAY'] ?? 'default' },
-        bind: { type: 'string', ...(env['BURROW_BIND'] ? { default: env['BURROW_BIND'] } : {}) },
-        persist: { type: 'string', default: '600' },
-        'log-level': { type: 'string', default: 'info' },
         foreground: { type: 'boolean', default: false },
-        'host-backend': { type: 'string', default: 'builtin' },
-        'sshd-address': { type: 'string', default: '127.0.0.1:22' },
-        open: { type: 'boolean', default: false },
-        'max-sessions': { type: 'string', default: '128' },
-        'accept-env': { type: 'string', default: '' },
-        'permit-open': { type: 'string' },
-        'gateway-ports': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
+        ...(Object.fromEntries(Object.values(SETTINGS).map((d) => [d.flag, { type: d.type === 'boolean' ? 'boolean' : 'string' }])) as Record<string, { type: 'string' | 'boolean' }>),
       },
     }));
   } catch (err) {
     throw bad(err instanceof Error ? err.message : String(err));
   }
   if (values.help) throw new BurrowError(ErrorCodes.BadArgument, USAGE);
-  const persist = Number(values.persist);
-  if (!Number.isInteger(persist) || persist < 0) throw bad(`--persist: ${JSON.stringify(values.persist)} is not a whole number of seconds`);
-  const level = values['log-level'];
+  const state = typeof values.state === 'string' ? values.state : stateDir(env);
+  const file = readConfigFile(state);
+  // Flag, else config file, else environment default, else built-in default.
+  const envDefaults: Partial<Raw> = { ...(env['BURROW_RELAY'] ? { relay: env['BURROW_RELAY'] } : {}), ...(env['BURROW_BIND'] ? { bind: env['BURROW_BIND'] } : {}) };
+  const raw = {} as Raw;
+  for (const [name, d] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
+    const fromFlag = (values as Record<string, string | boolean | undefined>)[d.flag];
+    (raw as Record<string, unknown>)[name] = fromFlag ?? file[name] ?? envDefaults[name] ?? d.default;
+  }
+  return settingsFrom(raw, state, typeof values.socket === 'string' ? values.socket : socketPath(env), values.foreground === true);
+}
+
+function wholeNumber(flag: string, text: string | undefined, min: number): number {
+  const n = Number(text);
+  if (text === undefined || !/^\d+$/.test(text.trim()) || n < min) throw bad(`--${flag}: ${JSON.stringify(text)} is not a whole number${min > 0 ? ` of at least ${min}` : ''}`);
+  return n;
+}
+
+function settingsFrom(raw: Raw, state: string, socket: string, foreground: boolean): DaemonOptions {
+  const level = raw.logLevel ?? 'info';
   if (!isLogLevel(level)) throw bad(`--log-level: ${JSON.stringify(level)} is not one of trace, debug, info, warn, error, fatal, silent`);
   return {
-    hostBackend: parseBackend(values['host-backend'], values['sshd-address'], values.open, values['max-sessions'], values['accept-env'], {
-      permitOpen: values['permit-open'] === undefined ? null : parsePermitOpen(values['permit-open']),
-      gatewayPorts: values['gateway-ports'],
+    hostBackend: parseBackend(raw.hostBackend ?? 'builtin', raw.sshdAddress ?? '', raw.open, raw.maxSessions ?? '', raw.acceptEnv ?? '', {
+      permitOpen: raw.permitOpen === undefined ? null : parsePermitOpen(raw.permitOpen),
+      gatewayPorts: raw.gatewayPorts,
     }),
-    state: values.state ?? stateDir(env),
-    socket: values.socket ?? socketPath(env),
-    host: values.host,
-    relay: parseRelay(values.relay),
-    ...(values.bind !== undefined ? { bind: parseBind(values.bind) } : {}),
-    persist,
+    state,
+    socket,
+    host: raw.host,
+    relay: parseRelay(raw.relay ?? 'default'),
+    ...(raw.bind !== undefined ? { bind: parseBind(raw.bind) } : {}),
+    persist: wholeNumber('persist', raw.persist, 0),
+    graceSeconds: wholeNumber('grace', raw.grace, 0),
     logLevel: level,
-    foreground: values.foreground,
+    foreground,
   };
 }
 
@@ -119,8 +188,7 @@ export function parsePermitOpen(s: string): string[] {
 
 function parseBackend(kind: string, sshdAddress: string, open: boolean, maxSessions: string, acceptEnv: string, forwarding: ForwardPolicy): HostBackend {
   if (kind === 'builtin') {
-    const max = Number(maxSessions);
-    if (!Number.isInteger(max) || max < 1) throw bad(`--max-sessions: ${JSON.stringify(maxSessions)} is not a positive whole number`);
+    const max = wholeNumber('max-sessions', maxSessions, 1);
     const names = acceptEnv.split(',').map((n) => n.trim()).filter((n) => n !== '');
     for (const n of names) if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw bad(`--accept-env: ${JSON.stringify(n)} is not an environment variable name`);
     return { kind: 'builtin', maxSessions: max, acceptEnv: names, forwarding };

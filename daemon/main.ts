@@ -8,7 +8,7 @@ import { BurrowError, ErrorCodes, toBurrowError } from '../shared/errors.js';
 import { StateFiles } from '../shared/paths.js';
 import type { DaemonStatusReport } from '../shared/status.js';
 import { clientAuthMethods } from './agent/keys.js';
-import { checkTarget, disconnectTarget, runSession, type AgentContext } from './agent/ops.js';
+import { checkTarget, disconnectTarget, infoOf, runSession, type AgentContext } from './agent/ops.js';
 import { Pool } from './agent/pool.js';
 import { runProxy } from './agent/proxy.js';
 import { runCopy } from './agent/cp.js';
@@ -22,6 +22,7 @@ import { loadOrCreateIdentity } from './identity.js';
 import { IpcServer, type RequestFrame, type IpcSession } from './ipc/server.js';
 import { createLogger, type Logger } from './log.js';
 import { IrohTransport } from './transport/iroh.js';
+import { inheritedListener, notify } from './systemd.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -34,7 +35,10 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
   let markReady!: () => void;
   const ready = new Promise<void>((r) => (markReady = r));
   const ipc = new IpcServer(opts.socket, (req, s) => ready.then(() => handle(req, s)), log);
-  await ipc.listen();
+  // Under systemd socket activation the socket unit owns the path and hands us the listener.
+  const inherited = await inheritedListener();
+  await ipc.listen(inherited);
+  if (inherited) log.info({ event: 'socket_activated' }, 'using the socket systemd passed');
 
   const identity = loadOrCreateIdentity(opts.state);
   const transport = await IrohTransport.bind({ seed: identity.seed, relay: opts.relay, log, ...(opts.bind ? { bind: opts.bind } : {}) });
@@ -70,29 +74,55 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       socket: opts.socket,
       persist: opts.persist,
       host: opts.host,
-      ...(host ? { hostBackend: opts.hostBackend.kind, hostConnections: host.connectionCount } : {}),
+      ...(host ? { hostBackend: opts.hostBackend.kind, hostConnections: host.connectionCount, sessionsServed: host.sessionsServed } : {}),
+      ...(transport.addr().relayUrl ? { homeRelay: transport.addr().relayUrl } : {}),
       ipcSessions: ipc.sessionCount,
     },
     connections: pool.list(),
     forwards: forwards.list(),
   });
 
+  /**
+   * Stop: take no new clients or peers, give running sessions up to the grace period, then end
+   * what is left (clients get ShuttingDown, peers a close with the reason, processes SIGHUP) and
+   * close connections, then the endpoint. Node exits by itself when all is closed.
+   */
   const shutdown = async (why: string): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    log.info({ event: 'stopping', reason: why }, 'stopping');
+    log.info({ event: 'stopping', reason: why, graceSeconds: opts.graceSeconds }, 'stopping');
     // Whatever hangs, the process does not outlive this: a wedged daemon would hold the socket lock.
     setTimeout(() => {
-      log.error({ event: 'stop_timeout' }, 'shutdown did not finish in 20 s; exiting');
+      log.error({ event: 'stop_timeout' }, 'shutdown did not finish in time; exiting');
       process.exit(1);
-    }, 20_000).unref();
-    await ipc.close();
+    }, (opts.graceSeconds + 20) * 1000).unref();
+    await notify('STOPPING=1', log);
+    void ipc.stopAccepting();
+    host?.stopAccepting();
+    const grace = new Promise<void>((r) => setTimeout(r, opts.graceSeconds * 1000).unref());
+    await Promise.race([Promise.all([ipc.idle(), host?.idle()]), grace]);
+    await ipc.close(`daemon stopped (${why})`);
     host?.close();
     forwards.closeAll();
     pool.closeAll('daemon stopping');
     await transport.close();
     log.info({ event: 'stopped' }, 'stopped');
-    // Node exits by itself once the endpoint and sockets are closed.
+  };
+
+  /** SIGHUP: read the configuration again; live sessions are untouched. */
+  const reload = async (): Promise<void> => {
+    await notify('RELOADING=1', log);
+    try {
+      const next = parseDaemonArgs(process.argv.slice(2));
+      log.level = next.logLevel;
+      pool.setPersist(next.persist);
+      host?.setBackend(next.hostBackend);
+      opts.graceSeconds = next.graceSeconds;
+      log.info({ event: 'reloaded' }, 'configuration reloaded (authorized keys and endpoints are read per connection)');
+    } catch (err) {
+      log.error({ event: 'reload_failed', err: (err as Error).message }, 'reload failed; keeping the running configuration');
+    }
+    await notify('READY=1', log);
   };
 
   handle = async (req, s) => {
@@ -125,6 +155,8 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         s.send({ t: 'result', value });
         return;
       }
+      case 'info':
+        return s.end({ t: 'result', value: await infoOf(agent, req.target) });
       case 'forwards':
         return s.end({ t: 'result', value: { forwards: forwards.list() } });
       case 'forward_cancel':
@@ -134,8 +166,10 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
 
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGHUP', () => void reload());
   markReady();
   log.info({ event: 'ready', socket: opts.socket, host: opts.host, version: VERSION }, 'ready');
+  await notify('READY=1', log);
   if (opts.host) process.stdout.write(`endpoint-id: ${transport.endpointId}\nticket: ${transport.ticket()}\n`);
 }
 

@@ -35,6 +35,10 @@ export interface DaemonStatus {
   host: boolean;
   hostBackend?: 'builtin' | 'sshd';
   hostConnections?: number;
+  /** Sessions the host role has served since start. */
+  sessionsServed?: number;
+  /** The relay this endpoint is reachable through, when it has one. */
+  homeRelay?: string;
   ipcSessions: number;
 }
 
@@ -58,4 +62,20 @@ export interface DaemonStatusReport {
   daemon: DaemonStatus;
   connections: ConnectionStatus[];
   forwards: ForwardStatus[];
+}
+
+/** What `burrow info TARGET` shows about a host. */
+export interface HostInfo {
+  hostname: string;
+  os: string;
+  platform: string;
+  kernel: string;
+  arch: string;
+  cpuModel: string;
+  cpus: number;
+  memTotalBytes: number;
+  memAvailableBytes: number;
+  uptimeSeconds: number;
+  /** 1, 5 and 15 minute load averages. */
+  load: number[];
 }

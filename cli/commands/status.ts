@@ -35,7 +35,8 @@ export async function statusCommand(ctx: CliContext, args: string[]): Promise<nu
   const lines = [
     `burrowd ${str(d['version'])}  pid ${str(d['pid'])}  up ${duration(num(d['uptimeSeconds']))}  relay ${str(d['relay'])}`,
     `endpoint ${str(d['endpointId'])}`,
-    `host role ${d['host'] ? `on (${str(d['hostBackend'])}, ${num(d['hostConnections'])} connections)` : 'off'}`,
+    `host role ${d['host'] ? `on (${str(d['hostBackend'])}, ${num(d['hostConnections'])} connections, ${num(d['sessionsServed'])} sessions served)` : 'off'}`,
+    `addresses ${(Array.isArray(d['sockets']) ? (d['sockets'] as string[]) : []).join(' ')}${d['homeRelay'] ? `  home relay ${str(d['homeRelay'])}` : ''}`,
     `persist ${num(d['persist']) === 0 ? 'forever' : `${num(d['persist'])}s`}`,
   ];
   if (conns.length === 0) lines.push('no connections');

@@ -6,8 +6,9 @@ import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import type { FrameOf } from '../../shared/ipc/frames.js';
 import type { IpcSession } from '../ipc/server.js';
 import type { Logger } from '../log.js';
-import type { OpenedSession, Pool, SessionRequest } from './pool.js';
+import type { OpenedSession, Pool, PooledConnection, SessionRequest } from './pool.js';
 import { resolveTarget } from './resolve.js';
+import { INFO_SUBSYSTEM } from '../host/info.js';
 
 export interface AgentContext {
   pool: Pool;
@@ -39,7 +40,7 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
     ch.close();
     return;
   }
-  bridgeChannel(opened, session, target.label);
+  bridgeChannel(opened, session, target.label, conn);
   bridge = (f) => handleClientFrame(ch, session, f);
   for (const f of early.splice(0)) bridge(f);
   session.resume();
@@ -69,7 +70,7 @@ function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters
   }
 }
 
-function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string): void {
+function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string, conn: PooledConnection): void {
   const ch = opened.channel;
   let paused = false;
   // A full client socket holds the channel, whose window then holds the remote process.
@@ -94,7 +95,8 @@ function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string
     if (rest[0]) session.send({ t: 'stdout', data: rest[0] });
     if (rest[1]) session.send({ t: 'stderr', data: rest[1] });
     const exit = opened.exit();
-    session.end(exit ? { t: 'exit', ...exit } : { t: 'error', code: ErrorCodes.Disconnected, message: `connection to ${label} was lost before the command finished` });
+    if (exit) return session.end({ t: 'exit', ...exit });
+    void conn.whyLost().then((why) => session.end({ t: 'error', code: ErrorCodes.Disconnected, message: `connection to ${label} was lost before the command finished: ${why}` }));
   });
   session.onClose(() => ch.close());
 }
@@ -108,4 +110,33 @@ export async function checkTarget(ctx: AgentContext, target: string): Promise<Re
 export async function disconnectTarget(ctx: AgentContext, target: string): Promise<Record<string, unknown>> {
   const t = await resolveTarget(target, ctx.state, ctx.defaultUser);
   return { closed: ctx.pool.disconnect(t.key), key: t.key };
+}
+
+const INFO_TTL_MS = 5000;
+const infoCache = new Map<string, { at: number; value: Record<string, unknown> }>();
+
+/** A host's facts from its burrow-info@burrow subsystem (burrow hosts only), cached briefly. */
+export async function infoOf(ctx: AgentContext, target: string): Promise<Record<string, unknown>> {
+  const t = await resolveTarget(target, ctx.state, ctx.defaultUser);
+  const hit = infoCache.get(t.key);
+  if (hit && Date.now() - hit.at < INFO_TTL_MS) return hit.value;
+  const conn = await ctx.pool.get(t);
+  let opened;
+  try {
+    opened = await ctx.pool.openSubsystem(conn, INFO_SUBSYSTEM);
+  } catch (err) {
+    throw new BurrowError(ErrorCodes.ChannelRefused, `${t.label} does not serve host info (it is not a burrow host, or is one behind its sshd): ${(err as Error).message}`);
+  }
+  const chunks: Buffer[] = [];
+  opened.channel.on('data', (d: Buffer) => chunks.push(d));
+  opened.channel.stderr.resume();
+  await opened.closed;
+  let value: Record<string, unknown>;
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+  } catch {
+    throw new BurrowError(ErrorCodes.Internal, `${t.label} sent host info that is not JSON`);
+  }
+  infoCache.set(t.key, { at: Date.now(), value });
+  return value;
 }

@@ -44,6 +44,17 @@ export class PooledConnection {
   /** Forwards and other holders that keep the connection open though no channel is. */
   holds = 0;
   dead = false;
+  /** Why the connection went away, once it has. */
+  lostReason: string | undefined;
+
+  /** The reason it was lost, waiting briefly for the transport to report it. */
+  async whyLost(): Promise<string> {
+    if (this.iroh) {
+      const r = await Promise.race([this.iroh.closed, new Promise<undefined>((res) => setTimeout(() => res(undefined), 300))]);
+      if (r) return r;
+    }
+    return this.lostReason ?? 'the connection closed';
+  }
   readonly created = Date.now();
   lastActive = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
@@ -202,6 +213,7 @@ export class Pool extends EventEmitter {
     const evict = (why: string): void => {
       if (c.dead) return;
       c.dead = true;
+      c.lostReason = why;
       c.setIdleTimer(undefined);
       if (this.live.get(t.key) === c) this.live.delete(t.key);
       c.wakeAll();
@@ -235,6 +247,16 @@ export class Pool extends EventEmitter {
   /** Open a session channel (exec or shell), waiting while the server says it is busy. */
   openSession(c: PooledConnection, req: SessionRequest): Promise<OpenedSession> {
     return this.openTracked(c, 'session', (client) => openChannel(client, req));
+  }
+
+  /** Open a subsystem channel (e.g. burrow-info@burrow) on the pooled connection. */
+  openSubsystem(c: PooledConnection, name: string): Promise<{ channel: ClientChannel; closed: Promise<void> }> {
+    return this.openTracked(c, `subsystem ${name}`, (client) => new Promise((resolve, reject) => {
+      client.subsys(name, (err, ch) => {
+        if (err) return reject(err);
+        resolve({ channel: ch, closed: new Promise<void>((r) => ch.once('close', () => r())) });
+      });
+    }));
   }
 
   /** Open an SFTP channel on the pooled connection. */
@@ -284,6 +306,7 @@ export class Pool extends EventEmitter {
   private drop(c: PooledConnection, why: string): void {
     if (c.dead) return;
     c.dead = true;
+    c.lostReason = why;
     this.live.delete(c.target.key);
     c.wakeAll();
     this.opts.log.info({ event: 'disconnected', target: c.target.label, key: c.target.key, reason: why }, 'connection closed');
@@ -311,6 +334,11 @@ export class Pool extends EventEmitter {
   closeAll(reason: string): void {
     this.closing = true;
     for (const c of [...this.live.values()]) this.drop(c, reason);
+  }
+
+  /** A reloaded persist applies from the next idle moment on. */
+  setPersist(seconds: number): void {
+    this.opts.persist = seconds;
   }
 
   /** Note that something other than a channel (a forward) keeps `c` open, or stops doing so. */

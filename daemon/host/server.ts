@@ -49,7 +49,31 @@ export class Host {
   private readonly live = new Set<IrohConnection>();
   private closing = false;
 
+  private readonly idleWaiters: (() => void)[] = [];
+  /** Session channels served since start, for status. */
+  sessionsServed = 0;
+
   constructor(private readonly opts: HostOptions) {}
+
+  /** Apply a reloaded configuration to new sessions (SIGHUP); live ones keep theirs. */
+  setBackend(backend: HostBackend): void {
+    if (backend.kind !== this.opts.backend.kind) {
+      this.opts.log.warn({ event: 'reload_ignored', key: 'hostBackend' }, 'the host backend changes only with a restart');
+      return;
+    }
+    this.opts.backend = backend;
+  }
+
+  /** Refuse new connections; live ones go on. */
+  stopAccepting(): void {
+    this.closing = true;
+  }
+
+  /** Resolves once no connection is live. */
+  idle(): Promise<void> {
+    if (this.live.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
 
   /** The transport hook: the endpoint id against authorized_endpoints, before any stream. */
   readonly authorize: Authorize = async (remoteId) => {
@@ -77,6 +101,7 @@ export class Host {
     const began = Date.now();
     void conn.closed.then((reason) => {
       this.live.delete(conn);
+      if (this.live.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.opts.log.info({ event: 'connection_closed', remote: conn.remoteId, reason, durationMs: Date.now() - began }, 'connection closed');
     });
     void (async () => {
@@ -117,6 +142,7 @@ export class Host {
             return;
           }
           sessions++;
+          this.sessionsServed++;
           serveSession(
             accept(),
             { user: this.user, remote, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) },

@@ -8,6 +8,7 @@ import * as nodePty from '@lydell/node-pty';
 import type { ServerChannel, Session, PseudoTtyInfo } from 'ssh2';
 import type { Logger } from '../log.js';
 import { serveSftp } from './sftp.js';
+import { INFO_SUBSYSTEM, hostInfo } from './info.js';
 
 /** The serving user's environment, plus what each session adds. */
 export interface SessionUser {
@@ -188,7 +189,23 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     ctx.log.info({ event: 'session_start', remote: ctx.remote, kind: 'sftp' }, 'session start');
     serveSftp(accept(), { home: ctx.user.home, remote: ctx.remote, log: ctx.log });
   });
-  session.on('subsystem', (_accept, reject, info) => {
+  session.on('subsystem', (accept, reject, info) => {
+    if (info.name === INFO_SUBSYSTEM) {
+      const ch = accept();
+      hostInfo().then(
+        (i) => {
+          ch.write(JSON.stringify(i));
+          ch.exit(0);
+          ch.end();
+        },
+        (err: unknown) => {
+          ch.stderr.write(`burrow: cannot gather host info: ${(err as Error).message}\n`);
+          ch.exit(1);
+          ch.end();
+        },
+      );
+      return;
+    }
     ctx.log.info({ event: 'subsystem_refused', remote: ctx.remote, name: info.name }, 'subsystem refused');
     reject();
   });

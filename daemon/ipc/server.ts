@@ -12,8 +12,8 @@ import { PROTOCOL_VERSION, type Frame, type FrameOf } from '../../shared/ipc/fra
 import type { Logger } from '../log.js';
 
 /** The requests a client may make, one per connection. */
-export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'>;
-const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'status', 'check', 'disconnect', 'stop']);
+export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'>;
+const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop']);
 
 /** One client's session as a request handler sees it. */
 export interface IpcSession {
@@ -43,6 +43,8 @@ export class IpcServer {
   /** Every open client socket, including sessions already ended but not yet closed by the client. */
   private readonly sockets = new Set<Socket>();
   private nextId = 1;
+  private stopped: Promise<void> | undefined;
+  private readonly idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly path: string,
@@ -134,6 +136,7 @@ export class IpcServer {
       if (closed) return;
       closed = true;
       this.sessions.delete(sock);
+      if (this.sessions.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       for (const fn of closeListeners.splice(0)) fn();
     };
     const reject = (err: BurrowError): void => {
@@ -177,9 +180,21 @@ export class IpcServer {
     sock.on('close', markClosed);
   }
 
+  /** Take no new clients; those connected go on. */
+  stopAccepting(): Promise<void> {
+    this.stopped ??= new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    return this.stopped;
+  }
+
+  /** Resolves once no session is open. */
+  idle(): Promise<void> {
+    if (this.sessions.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
   /** Stop accepting, tell every live client why, and release the lock once all are gone. */
   async close(reason = 'daemon is shutting down'): Promise<void> {
-    const closed = new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    const closed = this.stopAccepting();
     for (const s of [...this.sessions.values()]) s.fail(new BurrowError(ErrorCodes.ShuttingDown, reason));
     // A client that does not read its last frame is not waited for.
     const stragglers = setTimeout(() => {

@@ -28,6 +28,7 @@ const SPECS = {
   forward: { target: 'string', type: 'string', spec: 'string', detach: 'bool?' },
   forwards: {},
   forward_cancel: { which: 'string' },
+  info: { target: 'string' },
   status: {},
   check: { target: 'string' },
   disconnect: { target: 'string' },
