@@ -3,7 +3,7 @@
 //   node dist/bench/forward.js [--mib 64] [--rounds 3]
 
 import { randomBytes } from 'node:crypto';
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
@@ -12,6 +12,19 @@ import { fmt, summarize } from './stats.js';
 import { measureTransport } from './transport.js';
 
 const CHUNK = randomBytes(64 * 1024);
+
+/** Write `n` bytes (in CHUNK pieces) honouring backpressure, then end. */
+function sendAndEnd(s: Socket, n: number): void {
+  let sent = 0;
+  const pump = (): void => {
+    while (sent < n) {
+      sent += CHUNK.length;
+      if (!s.write(CHUNK)) return void s.once('drain', pump);
+    }
+    s.end();
+  };
+  pump();
+}
 
 /** Connect through the forward; send `up` bytes, then read to end; returns [upSeconds, downSeconds]. */
 function through(port: number, up: number): Promise<[number, number]> {
@@ -26,15 +39,7 @@ function through(port: number, up: number): Promise<[number, number]> {
     });
     s.once('end', () => resolve([(tUp - t0) / 1000, (performance.now() - tUp) / 1000]));
     s.once('error', reject);
-    let sent = 0;
-    const pump = (): void => {
-      while (sent < up) {
-        sent += CHUNK.length;
-        if (!s.write(CHUNK)) return void s.once('drain', pump);
-      }
-      s.end();
-    };
-    s.once('connect', pump);
+    s.once('connect', () => sendAndEnd(s, up));
   });
 }
 
@@ -47,17 +52,7 @@ async function main(): Promise<void> {
   const svc = createServer({ allowHalfOpen: true }, (s) => {
     let n = 0;
     s.on('data', (d: Buffer) => (n += d.length));
-    s.once('end', () => {
-      let sent = 0;
-      const pump = (): void => {
-        while (sent < n) {
-          sent += CHUNK.length;
-          if (!s.write(CHUNK)) return void s.once('drain', pump);
-        }
-        s.end();
-      };
-      pump();
-    });
+    s.once('end', () => sendAndEnd(s, n));
   });
   const svcPort = await freePort();
   await new Promise<void>((r) => svc.listen(svcPort, '127.0.0.1', r));
