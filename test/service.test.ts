@@ -25,9 +25,12 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
+// The system python, not a version manager's shim (which may wait on its own lock files).
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+
 /** A Unix datagram socket that records what arrives (Node has none: python3 does it). */
 function datagramSink(path: string): { proc: ChildProcess; messages: string[]; ready: Promise<void> } {
-  const proc = spawn('python3', [
+  const proc = spawn(PYTHON, [
     '-c',
     'import socket,sys\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print("bound", flush=True)\nwhile True: print(s.recv(4096).decode().replace("\\n", " "), flush=True)',
     path,
@@ -109,7 +112,7 @@ describe('systemd protocols', () => {
       "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())",
       'os.execv(sys.argv[2], sys.argv[2:])',
     ].join('\n');
-    const p = spawn('python3', ['-c', launcher, sock, process.execPath, BURROWD, '--foreground', '--state', join(d, 'state'), '--socket', sock, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
+    const p = spawn(PYTHON, ['-c', launcher, sock, process.execPath, BURROWD, '--foreground', '--state', join(d, 'state'), '--socket', sock, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let log = '';
@@ -119,8 +122,9 @@ describe('systemd protocols', () => {
     const r = await runCli({ BURROW_SOCKET: sock, BURROW_NO_AUTOSTART: '1' }, ['status', '--json']);
     expect(r.code).toBe(0);
     expect((JSON.parse(r.stdout) as { daemon: { pid: number } }).daemon.pid).toBe(p.pid);
+    const exited = new Promise((res) => p.once('exit', res));
     p.kill('SIGTERM');
-    await new Promise((res) => p.once('exit', res));
+    await exited;
   });
 
   it('reports READY=1 once the socket accepts, and STOPPING=1 on SIGTERM', async () => {
@@ -142,9 +146,10 @@ describe('systemd protocols', () => {
       c.once('error', () => res(false));
     });
     expect(ok).toBe(true);
+    const exited = new Promise((res) => p.once('exit', res)); // before the signal: it may exit at once
     p.kill('SIGTERM');
     await until(() => sink.messages.some((m) => m.includes('STOPPING=1')), 10_000, 'STOPPING=1');
-    expect(await new Promise((res) => p.once('exit', res))).toBe(0);
+    expect(await exited).toBe(0);
     sink.proc.kill();
   });
 });
@@ -178,8 +183,9 @@ describe('signals and configuration', () => {
     const running = runCli(agent.cliEnv, ['exec', host.ticket, '--', `exec -a ${marker} sleep 5`]);
     await host.waitLog((l) => l.event === 'session_start');
     const t0 = Date.now();
+    const exited = new Promise<number | null>((r) => host.proc.once('exit', (c) => r(c)));
     host.proc.kill('SIGTERM');
-    const code = await new Promise<number | null>((r) => host.proc.once('exit', (c) => r(c)));
+    const code = await exited;
     expect(code).toBe(0);
     expect(Date.now() - t0).toBeLessThan(6000);
     const r = await running;

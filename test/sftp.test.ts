@@ -14,10 +14,14 @@ import ssh2 from 'ssh2';
 import type { Client, FileEntry, ParsedKey, SFTPWrapper, Server, Stats } from 'ssh2';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { serveSftp } from '../daemon/host/sftp.js';
+import { identityFromSeed, type Identity } from '../daemon/identity.js';
 
 const { STATUS_CODE } = ssh2.utils.sftp;
-const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
-const userKey = ssh2.utils.generateKeyPairSync('ed25519');
+// burrow's own key encoding (what the daemon uses), not ssh2's keygen, which now and then
+// produced a key its own parser rejected.
+const asPair = (id: Identity): { private: string; public: string } => ({ private: id.privateKeyOpenSSH, public: id.publicKeyLine });
+const hostKey = asPair(identityFromSeed(randomBytes(32)));
+const userKey = asPair(identityFromSeed(randomBytes(32)));
 const userPub = ssh2.utils.parseKey(userKey.public) as ParsedKey;
 
 let root: string; // holds home and the client's local files

@@ -157,10 +157,20 @@ export class ForwardManager {
       reply = req.reply;
     } else to = (f.spec as Extract<ForwardSpec, { type: 'local' }>).connect;
     let ch: ClientChannel;
+    const from = { host: sock.remoteAddress ?? '127.0.0.1', port: sock.remotePort ?? 0 };
     try {
-      const conn = await this.pool.get(f.target);
-      this.rehold(f, conn);
-      ({ channel: ch } = await this.pool.openForward(conn, to, { host: sock.remoteAddress ?? '127.0.0.1', port: sock.remotePort ?? 0 }));
+      // A connection that died unnoticed (its close never arrived) fails the open: one retry on
+      // a fresh one, since a failed open means nothing was sent to the destination yet.
+      for (let attempt = 0; ; attempt++) {
+        const conn = await this.pool.get(f.target);
+        this.rehold(f, conn);
+        try {
+          ({ channel: ch } = await this.pool.openForward(conn, to, from));
+          break;
+        } catch (err) {
+          if (attempt > 0 || !(err instanceof BurrowError) || err.code !== ErrorCodes.Disconnected) throw err;
+        }
+      }
     } catch (err) {
       f.lastError = firstLine((err as Error).message);
       this.log.info({ event: 'forward_connect_failed', id: f.id, to: placeText(to), err: f.lastError }, 'forward connect failed');

@@ -69,10 +69,18 @@ export class Host {
     this.closing = true;
   }
 
-  /** Resolves once no connection is live. */
+  /** Sessions running now, across connections. */
+  private running = 0;
+
+  /** Resolves once no session is running (a connection held open only by forwards does not count). */
   idle(): Promise<void> {
-    if (this.live.size === 0) return Promise.resolve();
+    if (this.running === 0) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  private sessionEnded(): void {
+    this.running--;
+    if (this.running === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   /** The transport hook: the endpoint id against authorized_endpoints, before any stream. */
@@ -101,7 +109,6 @@ export class Host {
     const began = Date.now();
     void conn.closed.then((reason) => {
       this.live.delete(conn);
-      if (this.live.size === 0) for (const w of this.idleWaiters.splice(0)) w();
       this.opts.log.info({ event: 'connection_closed', remote: conn.remoteId, reason, durationMs: Date.now() - began }, 'connection closed');
     });
     void (async () => {
@@ -128,6 +135,8 @@ export class Host {
     const log = this.opts.log;
     const remote = conn.remoteId;
     const procs = new Set<RunningProcess>();
+    // A dropped connection closes no Session object in ssh2: these are ended with the client.
+    const openSessions = new Set<() => void>();
     let sessions = 0;
     let authTries = 0;
     const server = new ssh2.Server({ hostKeys: [this.opts.identity.privateKeyOpenSSH], ident: 'burrow_0.1' });
@@ -143,15 +152,28 @@ export class Host {
           }
           sessions++;
           this.sessionsServed++;
-          serveSession(
-            accept(),
-            { user: this.user, remote, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) },
-            () => sessions--,
-          );
+          this.running++;
+          let ended = false;
+          const end = (): void => {
+            if (ended) return;
+            ended = true;
+            sessions--;
+            this.sessionEnded();
+          };
+          openSessions.add(end);
+          const session = accept();
+          serveSession(session, { user: this.user, remote, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) }, () => {
+            openSessions.delete(end);
+            end();
+          });
         });
         serveForwarding(client, remote, backend.forwarding, log, (reject, reason, description) => rejectWithReason(client, reject, reason, description));
       });
-      client.once('close', () => this.hangUp(procs));
+      client.once('close', () => {
+        this.hangUp(procs);
+        for (const end of openSessions) end();
+        openSessions.clear();
+      });
     });
     server.injectSocket(stream as unknown as import('node:net').Socket);
   }
@@ -202,6 +224,8 @@ export class Host {
       (sock) => {
         sock.on('data', (d: Buffer) => (bytesOut += d.length));
         log.info({ event: 'session_start', remote: conn.remoteId, kind: 'sshd', sshd: `${b.host}:${b.port}` }, 'session start');
+        this.running++;
+        this.sessionsServed++;
         // pipe() gives backpressure both ways and carries each half-close across.
         stream.pipe(sock);
         sock.pipe(stream);
@@ -213,6 +237,7 @@ export class Host {
         sock.once('error', end);
         stream.once('error', end);
         sock.once('close', () => {
+          this.sessionEnded();
           if (!stream.writableEnded) stream.end();
           log.info({ event: 'session_end', remote: conn.remoteId, kind: 'sshd', bytesIn, bytesOut, durationMs: Date.now() - began }, 'session end');
         });
