@@ -21,7 +21,10 @@ const tmp = (): string => {
   dirs.push(d);
   return d;
 };
+const children: ChildProcess[] = [];
 afterAll(() => {
+  // Whatever a test's outcome, nothing it started outlives the file.
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -35,6 +38,7 @@ function datagramSink(path: string): { proc: ChildProcess; messages: string[]; r
     'import socket,sys\ns=socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print("bound", flush=True)\nwhile True: print(s.recv(4096).decode().replace("\\n", " "), flush=True)',
     path,
   ]);
+  children.push(proc);
   const messages: string[] = [];
   let bound!: () => void;
   const ready = new Promise<void>((r) => (bound = r));
@@ -115,6 +119,7 @@ describe('systemd protocols', () => {
     const p = spawn(PYTHON, ['-c', launcher, sock, process.execPath, BURROWD, '--foreground', '--state', join(d, 'state'), '--socket', sock, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
+    children.push(p);
     let log = '';
     p.stderr!.on('data', (b: Buffer) => (log += b.toString()));
     await until(() => log.includes('"event":"ready"'), 15_000, 'ready');
@@ -137,6 +142,7 @@ describe('systemd protocols', () => {
       env: { ...process.env, NOTIFY_SOCKET: notifySock },
       stdio: 'ignore',
     });
+    children.push(p);
     await until(() => sink.messages.some((m) => m.includes('READY=1')), 15_000, 'READY=1');
     expect(sink.messages.find((m) => m.includes('READY=1'))).toContain(`MAINPID=${p.pid}`);
     // ready means ready: the socket answers
