@@ -105,6 +105,7 @@ describe('iroh transport', () => {
   it('reports a direct path with an RTT', async () => {
     const { dialed } = await pair();
     const s = await dialed.openStream();
+    s.on('error', () => undefined); // afterEach closes the endpoints under it
     s.write('x');
     const p = dialed.path();
     expect(p.kind).toBe('direct');

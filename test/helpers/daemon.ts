@@ -76,31 +76,38 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
   });
   const header: Record<string, string> = {};
   const wantsTicket = (opts.args ?? []).includes('--host');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`burrowd did not start: ${stderrText}`)), 20_000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`burrowd exited with ${code}: ${stderrText}`));
-    });
-    const rl = createInterface({ input: proc.stdout! });
-    rl.on('line', (line) => {
-      const m = /^([a-z-]+): (.*)$/.exec(line);
-      if (m) header[m[1]!] = m[2]!;
-      if (!wantsTicket || header['ticket']) {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`burrowd did not start: ${stderrText}`)), 20_000);
+      proc.once('exit', (code) => {
         clearTimeout(timer);
-        resolve();
-      }
-    });
-    if (!wantsTicket) {
-      const t = setInterval(() => {
-        if (logs.some((l) => l.event === 'ready')) {
-          clearInterval(t);
+        reject(new Error(`burrowd exited with ${code}: ${stderrText}`));
+      });
+      const rl = createInterface({ input: proc.stdout! });
+      rl.on('line', (line) => {
+        const m = /^([a-z-]+): (.*)$/.exec(line);
+        if (m) header[m[1]!] = m[2]!;
+        if (!wantsTicket || header['ticket']) {
           clearTimeout(timer);
           resolve();
         }
-      }, 20);
-    }
-  });
+      });
+      if (!wantsTicket) {
+        const t = setInterval(() => {
+          if (logs.some((l) => l.event === 'ready')) {
+            clearInterval(t);
+            clearTimeout(timer);
+            resolve();
+          }
+        }, 20);
+      }
+    });
+  } catch (err) {
+    // A daemon that did not start (some tests expect that) leaves nothing behind.
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   proc.removeAllListeners('exit');
   const d: RunningDaemon = {
     proc,
