@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { BurrowError, ErrorCodes } from './errors.js';
+import { isEndpointId } from './target.js';
 
 export interface EndpointEntry {
   id: string;
@@ -20,12 +21,7 @@ export interface KeyEntry {
   comment: string;
 }
 
-const ENDPOINT_ID = /^[0-9a-f]{64}$/;
 const KEY_TYPES = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|ssh-dss)$/;
-
-export function isEndpointIdText(s: string): boolean {
-  return ENDPOINT_ID.test(s);
-}
 
 const meaningful = (text: string): string[] =>
   text
@@ -37,7 +33,7 @@ export function parseEndpointList(text: string): EndpointEntry[] {
   const out: EndpointEntry[] = [];
   for (const line of meaningful(text)) {
     const [id = '', ...rest] = line.split(/\s+/);
-    if (isEndpointIdText(id.toLowerCase())) out.push({ id: id.toLowerCase(), comment: rest.join(' ') });
+    if (isEndpointId(id.toLowerCase())) out.push({ id: id.toLowerCase(), comment: rest.join(' ') });
   }
   return out;
 }

@@ -15,6 +15,16 @@ const ALIAS = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$/;
 const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 
+/** An endpoint id: the ed25519 public key in lowercase hex. */
+export function isEndpointId(s: string): boolean {
+  return ENDPOINT_ID.test(s);
+}
+
+/** A ticket's text form (its content is checked where it is decoded). */
+export function isTicket(s: string): boolean {
+  return TICKET.test(s);
+}
+
 function bad(spec: string, why: string): BurrowError {
   return new BurrowError(ErrorCodes.BadTarget, `bad target ${JSON.stringify(spec.slice(0, 120))}: ${why}; expected ALIAS, TICKET, ENDPOINT_ID or [user@]host[:port]`);
 }
@@ -37,8 +47,8 @@ export function parseTarget(spec: string): Target {
     if (!USER.test(user)) throw bad(spec, `user ${JSON.stringify(user)} has characters a login name cannot have`);
   }
   const u = user !== undefined ? { user } : {};
-  if (ENDPOINT_ID.test(rest.toLowerCase())) return { kind: 'endpoint', id: rest.toLowerCase(), ...u };
-  if (TICKET.test(rest)) return { kind: 'ticket', ticket: rest, ...u };
+  if (isEndpointId(rest.toLowerCase())) return { kind: 'endpoint', id: rest.toLowerCase(), ...u };
+  if (isTicket(rest)) return { kind: 'ticket', ticket: rest, ...u };
   if (rest.endsWith('.burrow')) {
     const name = rest.slice(0, -'.burrow'.length);
     if (!ALIAS.test(name)) throw bad(spec, 'alias names are letters, digits, "_", "." and "-"');
@@ -74,7 +84,7 @@ export function aliasCandidate(t: Target): string | undefined {
 }
 
 export function isAliasName(s: string): boolean {
-  return ALIAS.test(s) && !ENDPOINT_ID.test(s) && !s.startsWith('endpoint');
+  return ALIAS.test(s) && !isEndpointId(s) && !s.startsWith('endpoint');
 }
 
 /** One side of a copy: a local path, or TARGET:path. */

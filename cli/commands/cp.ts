@@ -6,19 +6,9 @@ import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode } from '../../shared/
 import type { Frame } from '../../shared/ipc/frames.js';
 import { parseCopySpec } from '../../shared/target.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
+import { humanBytes } from '../format.js';
 
 const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] SRC DST   (TARGET:path on one side)';
-
-function human(n: number): string {
-  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < u.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(i === 0 ? 0 : 1)} ${u[i]}`;
-}
 
 export async function cpCommand(ctx: CliContext, args: string[]): Promise<number> {
   const flags = { recursive: false, preserve: false, resume: false, follow: false, json: false };
@@ -64,7 +54,7 @@ export async function cpCommand(ctx: CliContext, args: string[]): Promise<number
           const pct = f.size > 0 ? Math.floor((100 * f.bytes) / f.size) : 100;
           const eta = rate > 0 && f.size > f.bytes ? `${Math.ceil((f.size - f.bytes) / rate)}s` : '--';
           const name = f.path.length > 40 ? `…${f.path.slice(-39)}` : f.path;
-          lastLine = `${name}  ${String(pct).padStart(3)}%  ${human(f.bytes)}/${human(f.size)}  ${human(rate)}/s  ETA ${eta}`;
+          lastLine = `${name}  ${String(pct).padStart(3)}%  ${humanBytes(f.bytes)}/${humanBytes(f.size)}  ${humanBytes(rate)}/s  ETA ${eta}`;
           process.stderr.write(`\r${lastLine.padEnd(78)}`);
         }
       } else if (f.t === 'result') {

@@ -3,11 +3,12 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isEndpointIdText, parseEndpointList, parseKeyLine, parseKeyList, readTextOptional, type KeyEntry } from '../../shared/authlists.js';
+import { parseEndpointList, parseKeyLine, parseKeyList, readTextOptional, type KeyEntry } from '../../shared/authlists.js';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../shared/fsutil.js';
 import { StateFiles } from '../../shared/paths.js';
 import { endpointKeyLine } from '../../shared/sshkey.js';
+import { isEndpointId } from '../../shared/target.js';
 import { ask, usage, type CliContext } from '../context.js';
 
 type Grant = { kind: 'endpoint'; id: string } | { kind: 'key'; key: KeyEntry; line: string };
@@ -15,7 +16,7 @@ type Grant = { kind: 'endpoint'; id: string } | { kind: 'key'; key: KeyEntry; li
 /** An endpoint id, a public key line (possibly split over argv words), or a .pub file. */
 function parseGrant(words: string[]): Grant {
   const text = words.join(' ').trim();
-  if (isEndpointIdText(text.toLowerCase())) return { kind: 'endpoint', id: text.toLowerCase() };
+  if (isEndpointId(text.toLowerCase())) return { kind: 'endpoint', id: text.toLowerCase() };
   let line = text;
   if (words.length === 1 && existsSync(text)) line = readFileSync(text, 'utf8').trim().split('\n')[0] ?? '';
   const key = parseKeyLine(line);

@@ -1,17 +1,7 @@
 // burrow status, check and disconnect: read or change what the daemon holds.
 
 import { ask, usage, type CliContext } from '../context.js';
-
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
+import { humanBytes } from '../format.js';
 
 function duration(s: number): string {
   if (s < 60) return `${s}s`;
@@ -44,7 +34,7 @@ export async function statusCommand(ctx: CliContext, args: string[]): Promise<nu
     lines.push('', ['TARGET', 'PATH', 'RTT', 'CHANNELS', 'IDLE', 'IN', 'OUT'].join('\t'));
     for (const c of conns) {
       const rtt = typeof c['rttMs'] === 'number' ? `${c['rttMs']}ms` : '-';
-      lines.push([str(c['target']), `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), human(num(c['bytesIn'])), human(num(c['bytesOut']))].join('\t'));
+      lines.push([str(c['target']), `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), humanBytes(num(c['bytesIn'])), humanBytes(num(c['bytesOut']))].join('\t'));
     }
   }
   process.stdout.write(lines.join('\n') + '\n');

@@ -4,7 +4,7 @@
 import type { ClientChannel } from 'ssh2';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import type { FrameOf } from '../../shared/ipc/frames.js';
-import type { IpcSession } from '../ipc/server.js';
+import { writeFromClient, type IpcSession } from '../ipc/server.js';
 import type { Logger } from '../log.js';
 import type { OpenedSession, Pool, PooledConnection, SessionRequest } from './pool.js';
 import { resolveTarget } from './resolve.js';
@@ -19,11 +19,9 @@ export interface AgentContext {
 
 /** exec and shell: open a session channel on the pooled connection and bridge it to the client. */
 export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | FrameOf<'shell'>, session: IpcSession): Promise<void> {
-  // Frames that arrive while we connect (stdin, resize) are held, not lost.
-  const early: Parameters<Parameters<IpcSession['onFrame']>[0]>[0][] = [];
-  let bridge: ((f: (typeof early)[number]) => void) | undefined;
-  session.onFrame((f) => (bridge ? bridge(f) : early.push(f)));
-  session.pause(); // hold stdin at the socket until the channel can take it
+  // Stdin stays at the socket until the channel can take it; frames already read are held by
+  // the IPC session until we subscribe below.
+  session.pause();
 
   const target = await resolveTarget(req.target, ctx.state, ctx.defaultUser);
   const conn = await ctx.pool.get(target);
@@ -41,19 +39,14 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
     return;
   }
   bridgeChannel(opened, session, target.label, conn);
-  bridge = (f) => handleClientFrame(ch, session, f);
-  for (const f of early.splice(0)) bridge(f);
+  session.onFrame((f) => handleClientFrame(ch, session, f));
   session.resume();
 }
 
 function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters<Parameters<IpcSession['onFrame']>[0]>[0]): void {
   switch (f.t) {
     case 'stdin':
-      // A full SSH window holds the client: stop reading its socket until the channel drains.
-      if (!ch.write(f.data)) {
-        session.pause();
-        ch.once('drain', () => session.resume());
-      }
+      writeFromClient(session, ch, f.data); // a full SSH window holds the client
       return;
     case 'eof':
       ch.end();

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { BurrowError, ErrorCodes, toBurrowError } from '../../shared/errors.js';
 import type { FrameOf } from '../../shared/ipc/frames.js';
-import type { IpcSession } from '../ipc/server.js';
+import { writeFromClient, type IpcSession } from '../ipc/server.js';
 import type { IrohTransport } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import type { AgentContext } from './ops.js';
@@ -55,10 +55,7 @@ export function bridgeStream(stream: Duplex, session: IpcSession, close: () => v
   session.onFrame((f) => {
     switch (f.t) {
       case 'stdin':
-        if (!stream.write(f.data)) {
-          session.pause();
-          stream.once('drain', () => session.resume());
-        }
+        writeFromClient(session, stream, f.data);
         return;
       case 'eof':
         stream.end();

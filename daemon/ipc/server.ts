@@ -218,3 +218,11 @@ function listenLock(path: string): Promise<Server> {
     s.listen(name, () => resolve(s));
   });
 }
+
+/** Write a client's stdin bytes into `to`; when it is full, stop reading the client until it drains. */
+export function writeFromClient(session: IpcSession, to: NodeJS.WritableStream, data: Uint8Array): void {
+  if (!to.write(data)) {
+    session.pause();
+    to.once('drain', () => session.resume());
+  }
+}

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
 import type * as Iroh from '@number0/iroh';
 import { BurrowError, ErrorCodes, firstLine, type ErrorCode } from '../../shared/errors.js';
+import { isEndpointId, isTicket } from '../../shared/target.js';
 import type { Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
 
@@ -45,16 +46,6 @@ export interface PathInfo {
 }
 
 export type Authorize = (remoteId: string) => Promise<{ ok: true } | { ok: false; reason: string }>;
-
-const ENDPOINT_ID = /^[0-9a-f]{64}$/;
-
-export function isEndpointId(s: string): boolean {
-  return ENDPOINT_ID.test(s);
-}
-
-export function isTicket(s: string): boolean {
-  return s.startsWith('endpoint') && s.length > 'endpoint'.length + 32;
-}
 
 // PITFALL: byte APIs take and return Array<number> (a Buffer throws "Failed to get Array
 // length"); this conversion is the throughput ceiling, so it lives in exactly these two
