@@ -25,7 +25,7 @@ async function run(target: string, env: NodeJS.ProcessEnv, daemonPid: number, in
   const t0 = performance.now();
   const inFd = openSync(input, 'r');
   const outFd = openSync(output, 'w');
-  const p = spawn(process.execPath, [BURROW, 'exec', target, '--', 'cat'], { env, stdio: [inFd, outFd, 'inherit'] });
+  const p = spawn(BURROW, ['exec', target, '--', 'cat'], { env, stdio: [inFd, outFd, 'inherit'] });
   const code = await new Promise((r) => p.once('close', r));
   clearInterval(timer);
   closeSync(inFd);

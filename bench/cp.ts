@@ -47,8 +47,8 @@ async function main(): Promise<void> {
     const raw = await measureTransport(mib, rounds);
     const r = { cpUp: [] as number[], cpDown: [] as number[], scpUp: [] as number[], scpDown: [] as number[] };
     for (let i = 0; i < rounds; i++) {
-      r.cpUp.push(mib / timed(process.execPath, [BURROW, 'cp', local, `box:${remote}`], env));
-      r.cpDown.push(mib / timed(process.execPath, [BURROW, 'cp', `box:${remote}`, join(work, 'down')], env));
+      r.cpUp.push(mib / timed(BURROW, ['cp', local, `box:${remote}`], env));
+      r.cpDown.push(mib / timed(BURROW, ['cp', `box:${remote}`, join(work, 'down')], env));
       rmSync(remote);
       r.scpUp.push(mib / timed('scp', ['-F', config, local, `box.burrow:${remote}`], env));
       r.scpDown.push(mib / timed('scp', ['-F', config, `box.burrow:${remote}`, join(work, 'down')], env));

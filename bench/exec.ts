@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
+import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { startSshd } from '../test/helpers/sshd.js';
 import { fmt, summarize, type Summary } from './stats.js';
 
@@ -46,10 +46,12 @@ async function main(): Promise<void> {
       `${sshd.user}@127.0.0.1`,
     ];
     const ssh = (): number => timeRun('ssh', [...sshArgs, 'true'], process.env);
-    const burrowTcp = (): number => timeRun(process.execPath, [BURROW, 'exec', tcpTarget, '--', 'true'], env);
-    const burrowIroh = (): number => timeRun(process.execPath, [BURROW, 'exec', host.ticket, '--', 'true'], env);
+    const burrowTcp = (): number => timeRun(BURROW, ['exec', tcpTarget, '--', 'true'], env);
+    const burrowIroh = (): number => timeRun(BURROW, ['exec', host.ticket, '--', 'true'], env);
+    // The Node CLI alone, for what the native client saves.
+    const nodeTcp = (): number => timeRun(process.execPath, [BURROW_JS, 'exec', tcpTarget, '--', 'true'], env);
     const dropSsh = (): void => void spawnSync('ssh', [...sshArgs.slice(0, -1), '-O', 'exit', `${sshd.user}@127.0.0.1`], { stdio: 'ignore' });
-    const dropBurrow = (t: string): void => void spawnSync(process.execPath, [BURROW, 'disconnect', t], { env, stdio: 'ignore' });
+    const dropBurrow = (t: string): void => void spawnSync(BURROW, ['disconnect', t], { env, stdio: 'ignore' });
 
     const cold = { ssh: [] as number[], tcp: [] as number[], iroh: [] as number[] };
     for (let i = 0; i < colds; i++) {
@@ -60,11 +62,12 @@ async function main(): Promise<void> {
       cold.tcp.push(burrowTcp());
       cold.iroh.push(burrowIroh());
     }
-    const warm = { ssh: [] as number[], tcp: [] as number[], iroh: [] as number[] };
+    const warm = { ssh: [] as number[], tcp: [] as number[], iroh: [] as number[], nodeTcp: [] as number[] };
     for (let i = 0; i < runs; i++) {
       warm.ssh.push(ssh());
       warm.tcp.push(burrowTcp());
       warm.iroh.push(burrowIroh());
+      warm.nodeTcp.push(nodeTcp());
     }
     // The round trip itself, with no process start: the library API in this process, through the
     // daemon and the held connection (warm), against the same sshd (tcp) and the iroh host.
@@ -81,8 +84,8 @@ async function main(): Promise<void> {
     const startup = { node: [] as number[], cliHelp: [] as number[], status: [] as number[] };
     for (let i = 0; i < runs; i++) {
       startup.node.push(timeRun(process.execPath, ['-e', '0'], env));
-      startup.cliHelp.push(timeRun(process.execPath, [BURROW, '--help'], env));
-      startup.status.push(timeRun(process.execPath, [BURROW, 'status'], env));
+      startup.cliHelp.push(timeRun(BURROW, ['--help'], env));
+      startup.status.push(timeRun(BURROW, ['status'], env));
     }
     dropSsh();
 
@@ -93,16 +96,17 @@ async function main(): Promise<void> {
       `  warm  ssh ControlMaster      ${fmt(s(warm.ssh), 'ms')}`,
       `  warm  burrow -> sshd (tcp)   ${fmt(s(warm.tcp), 'ms')}   ratio to ssh ${ratio(warm.tcp, warm.ssh)}`,
       `  warm  burrow -> iroh host    ${fmt(s(warm.iroh), 'ms')}   ratio to ssh ${ratio(warm.iroh, warm.ssh)}`,
+      `  warm  Node CLI -> sshd (tcp) ${fmt(s(warm.nodeTcp), 'ms')}   ratio to ssh ${ratio(warm.nodeTcp, warm.ssh)}   (node ${BURROW_JS}: no native client)`,
       `  cold  ssh (new master)       ${fmt(s(cold.ssh), 'ms')}`,
       `  cold  burrow -> sshd (tcp)   ${fmt(s(cold.tcp), 'ms')}   ratio to ssh ${ratio(cold.tcp, cold.ssh)}`,
       `  cold  burrow -> iroh host    ${fmt(s(cold.iroh), 'ms')}   ratio to ssh ${ratio(cold.iroh, cold.ssh)}`,
       `  round trip (library, no process start): sshd ${fmt(s(lib.tcp), 'ms')}; iroh host ${fmt(s(lib.iroh), 'ms')}`,
       `  cli   node -e 0              ${fmt(s(startup.node), 'ms')}`,
-      `  cli   burrow --help          ${fmt(s(startup.cliHelp), 'ms')}   (node + loading the CLI)`,
-      `  cli   burrow status          ${fmt(s(startup.status), 'ms')}   (+ one IPC round trip)`,
+      `  cli   burrow --help          ${fmt(s(startup.cliHelp), 'ms')}   (handed to Node: node + loading the CLI)`,
+      `  cli   burrow status          ${fmt(s(startup.status), 'ms')}   (Node CLI + one IPC round trip)`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) }, library: { tcp: s(lib.tcp), iroh: s(lib.iroh) } }) + '\n');
+    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh), nodeTcp: s(warm.nodeTcp) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) }, library: { tcp: s(lib.tcp), iroh: s(lib.iroh) } }) + '\n');
   } finally {
     await stopAllDaemons();
     await sshd.stop();

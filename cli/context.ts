@@ -24,6 +24,8 @@ export function defaultContext(env: NodeJS.ProcessEnv = process.env): CliContext
 export const PACKAGE_ROOT = new URL(import.meta.url.includes('/dist/cli/') ? (import.meta.url.includes('/dist/cli/commands/') ? '../../../' : '../../') : import.meta.url.includes('/cli/commands/') ? '../../' : '../', import.meta.url);
 export const BURROWD = fileURLToPath(new URL('bin/burrowd.js', PACKAGE_ROOT));
 export const BURROW_BIN = fileURLToPath(new URL('bin/burrow.js', PACKAGE_ROOT));
+/** The native client (cli/native/burrow.c), when the build had a C compiler. */
+export const NATIVE_BIN = fileURLToPath(new URL('dist/native/burrow', PACKAGE_ROOT));
 
 /** Print one typed line on stderr and exit with the code's status. */
 export function fail(err: unknown): never {

@@ -158,7 +158,7 @@ describe('agent over iroh', () => {
   it('holds stdin back when the remote is slow: bounded memory for a large upload', async () => {
     // 64 MiB through `cat > /dev/null` on the remote; the agent's RSS must stay far below the volume.
     const size = 64 * 1024 * 1024;
-    const p = spawnProcess('bash', ['-c', `head -c ${size} /dev/zero | node ${BURROW} exec ${host.ticket} -- 'wc -c'`], { env: { ...process.env, ...agent.cliEnv } });
+    const p = spawnProcess('bash', ['-c', `head -c ${size} /dev/zero | ${BURROW} exec ${host.ticket} -- 'wc -c'`], { env: { ...process.env, ...agent.cliEnv } });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     let peak = 0;
@@ -230,7 +230,7 @@ describe('agent lifecycle', () => {
   it('drives an interactive shell: prompt, resize, ~. disconnects, terminal restored', async () => {
     const { host, agent } = await hostAndAgent();
     // bash runs burrow in a real PTY, then prints the terminal settings burrow left behind.
-    const term = nodePty.spawn('bash', ['--norc', '--noprofile', '-c', `node ${BURROW} ssh ${host.ticket}; echo "rc=$?"; stty -a`], {
+    const term = nodePty.spawn('bash', ['--norc', '--noprofile', '-c', `${BURROW} ssh ${host.ticket}; echo "rc=$?"; stty -a`], {
       name: 'xterm',
       cols: 80,
       rows: 24,

@@ -191,7 +191,7 @@ describe('forward lifetimes', () => {
     const web = await httpServer('session forward', await freePort());
     const webPort = (web.address() as { port: number }).port;
     const port = await freePort();
-    const p = spawn(process.execPath, [BURROW, 'ssh', host.ticket, '-N', '-L', `${port}:127.0.0.1:${webPort}`], { env: { ...process.env, ...agent.cliEnv } });
+    const p = spawn(BURROW, ['ssh', host.ticket, '-N', '-L', `${port}:127.0.0.1:${webPort}`], { env: { ...process.env, ...agent.cliEnv } });
     await new Promise<void>((resolve) => createInterface({ input: p.stderr }).on('line', (l) => l.includes('forwarding') && resolve()));
     expect((await curl([`http://127.0.0.1:${port}/`])).out).toBe('session forward');
     expect((await list(agent))[0]).toMatchObject({ detached: false });

@@ -224,7 +224,7 @@ describe('burrow cp', () => {
     writeFileSync(local, data);
     const remote = join(s.host.home, 'big.bin');
     // Start an upload, kill the CLI once a good part is across.
-    const p = spawn(process.execPath, [BURROW, 'cp', '--json', local, `box:${remote}`], { env: { ...process.env, ...s.agent.cliEnv } });
+    const p = spawn(BURROW, ['cp', '--json', local, `box:${remote}`], { env: { ...process.env, ...s.agent.cliEnv } });
     let sent = 0;
     await new Promise<void>((resolve) => {
       p.stdout.on('data', (d: Buffer) => {

@@ -74,7 +74,7 @@ describe('systemd units', () => {
 
   it('system install without systemctl says so and prints the units', () => {
     const d = tmp();
-    const r = spawnSync(process.execPath, [BURROW, 'system', 'install', '--user', '--host'], { encoding: 'utf8', env: { ...process.env, PATH: d, HOME: d } });
+    const r = spawnSync(BURROW, ['system', 'install', '--user', '--host'], { encoding: 'utf8', env: { ...process.env, PATH: d, HOME: d } });
     expect(r.status).toBe(0);
     expect(r.stderr).toMatch(/systemctl is not available/);
     expect(r.stdout).toContain('# ' + join(d, '.config/systemd/user/burrow-agent.socket'));
@@ -91,12 +91,12 @@ describe('systemd units', () => {
     writeFileSync(join(bin, 'systemctl'), `#!/bin/sh\necho "$@" >> ${calls}\n`);
     chmodSync(join(bin, 'systemctl'), 0o755);
     const env = { ...process.env, PATH: `${bin}:${process.env['PATH']}`, HOME: d };
-    const r = spawnSync(process.execPath, [BURROW, 'system', 'install', '--user', '--host'], { encoding: 'utf8', env });
+    const r = spawnSync(BURROW, ['system', 'install', '--user', '--host'], { encoding: 'utf8', env });
     expect(r.status).toBe(0);
     const unitDir = join(d, '.config/systemd/user');
     expect(readdirSync(unitDir).sort()).toEqual(['burrow-agent.service', 'burrow-agent.socket', 'burrow-host.service']);
     expect(readFileSync(calls, 'utf8')).toBe('--user daemon-reload\n--user enable --now burrow-agent.socket burrow-host.service\n');
-    const u = spawnSync(process.execPath, [BURROW, 'system', 'uninstall', '--user'], { encoding: 'utf8', env });
+    const u = spawnSync(BURROW, ['system', 'uninstall', '--user'], { encoding: 'utf8', env });
     expect(u.status).toBe(0);
     expect(readdirSync(unitDir)).toEqual([]);
     expect(readFileSync(calls, 'utf8')).toContain('--user disable --now burrow-agent.socket burrow-host.service\n--user daemon-reload\n');

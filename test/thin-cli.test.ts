@@ -31,5 +31,9 @@ describe('thin CLI', () => {
     const bundle = readFileSync(join(ROOT, 'dist/cli/burrow.mjs'), 'utf8');
     for (const heavy of ['@number0/iroh', 'ssh2', 'pino', 'systeminformation', '@lydell/node-pty']) expect(bundle.includes(`"${heavy}"`) || bundle.includes(`'${heavy}'`), heavy).toBe(false);
     expect(readFileSync(join(ROOT, 'bin/burrow.js'), 'utf8')).toContain('dist/cli/burrow.mjs');
+    // bin/burrow runs the native client when built, else the same bundle.
+    const launcher = readFileSync(join(ROOT, 'bin/burrow'), 'utf8');
+    expect(launcher).toContain('dist/native/burrow');
+    expect(launcher).toContain('dist/cli/burrow.mjs');
   });
 });

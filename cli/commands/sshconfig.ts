@@ -2,13 +2,14 @@
 // known_hosts file with each alias's host key (its endpoint id), so strict checking passes with no
 // first-use prompt. `burrow alias add` keeps that file current.
 
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readAliases } from '../../shared/aliases.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../shared/fsutil.js';
 import { endpointKeyLine } from '../../shared/sshkey.js';
 import { parseTarget } from '../../shared/target.js';
 import { ticketEndpointId } from '../../shared/ticket.js';
-import { BURROW_BIN, usage, type CliContext } from '../context.js';
+import { BURROW_BIN, NATIVE_BIN, usage, type CliContext } from '../context.js';
 
 export const SSH_KNOWN_HOSTS = 'ssh_known_hosts';
 
@@ -38,7 +39,10 @@ export function sshConfigCommand(ctx: CliContext, args: string[]): Promise<numbe
   if (args.length > 0) usage('usage: burrow ssh-config   (append its output to ~/.ssh/config)');
   const knownHosts = writeSshKnownHosts(ctx.state);
   const env = [process.env['BURROW_SOCKET'] ? `BURROW_SOCKET=${quote(ctx.socket)}` : '', process.env['BURROW_STATE'] ? `BURROW_STATE=${quote(ctx.state)}` : ''].filter(Boolean);
-  const proxy = [...(env.length ? ['env', ...env] : []), quote(process.execPath), quote(BURROW_BIN), 'proxy', '%h'].join(' ');
+  // The native client when built: every ssh, scp, rsync or git run starts one proxy, and Node's
+  // start-up would be paid each time. Otherwise this Node by its full path, which works without PATH.
+  const client = existsSync(NATIVE_BIN) ? [quote(NATIVE_BIN)] : [quote(process.execPath), quote(BURROW_BIN)];
+  const proxy = [...(env.length ? ['env', ...env] : []), ...client, 'proxy', '%h'].join(' ');
   process.stdout.write(
     [
       '# burrow: reach every alias as NAME.burrow with ssh, scp, sftp, rsync and git',

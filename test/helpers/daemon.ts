@@ -10,7 +10,10 @@ import { fileURLToPath } from 'node:url';
 // The repo root, whether this runs from test/ (vitest) or from dist/test/ (compiled fixtures).
 const ROOT = new URL(import.meta.url.includes('/dist/test/') ? '../../../' : '../../', import.meta.url);
 export const BURROWD = fileURLToPath(new URL('bin/burrowd.js', ROOT));
-export const BURROW = fileURLToPath(new URL('bin/burrow.js', ROOT));
+/** The CLI as users run it: bin/burrow, the native client that hands what it does not serve to Node. */
+export const BURROW = fileURLToPath(new URL('bin/burrow', ROOT));
+/** The Node CLI alone (what bin/burrow falls back to). */
+export const BURROW_JS = fileURLToPath(new URL('bin/burrow.js', ROOT));
 
 export interface LogLine {
   event?: string;
@@ -165,11 +168,12 @@ export interface CliResult {
   ms: number;
 }
 
-/** Run the real CLI as a process. */
-export function runCli(env: Record<string, string>, args: string[], opts: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Run the real CLI as a process: bin/burrow, or the Node CLI alone with `node: true`. */
+export function runCli(env: Record<string, string>, args: string[], opts: { input?: string | Buffer; timeoutMs?: number; node?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const p = spawn(process.execPath, [BURROW, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [cmd, argv] = opts.node ? [process.execPath, [BURROW_JS, ...args]] : [BURROW, args];
+    const p = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -1,0 +1,173 @@
+// The native client (cli/native/burrow.c) serves `exec` and `proxy` and hands everything else to
+// the Node CLI. Both must behave the same: each case here runs through bin/burrow (native) and
+// through the Node CLI alone, against a real host and agent daemon, and the results must agree.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeFrame } from '../shared/ipc/codec.js';
+import { endpointKeyLine } from '../shared/sshkey.js';
+import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type CliResult, type RunningDaemon } from './helpers/daemon.js';
+
+const NATIVE = new URL('../dist/native/burrow', import.meta.url).pathname;
+const CLIENTS = [
+  { name: 'native', node: false },
+  { name: 'node', node: true },
+] as const;
+
+afterAll(stopAllDaemons);
+
+describe('native client', () => {
+  let host: RunningDaemon;
+  let agent: RunningDaemon;
+  beforeAll(async () => {
+    agent = await startDaemon();
+    host = await startDaemon({ args: ['--host'] });
+    host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
+  }, 60_000);
+
+  /** The same arguments through both clients. */
+  const both = (args: string[], opts: { input?: string | Buffer; env?: Record<string, string> } = {}): Promise<CliResult[]> =>
+    Promise.all(CLIENTS.map((c) => runCli({ ...agent.cliEnv, ...opts.env }, args, { node: c.node, ...(opts.input !== undefined ? { input: opts.input } : {}) })));
+
+  it('was built (the build needs a C compiler; .ci/run installs one)', () => {
+    expect(existsSync(NATIVE)).toBe(true);
+  });
+
+  it('keeps stdout, stderr and the exit status apart, as the Node CLI does', async () => {
+    const [n, j] = await both(['exec', host.ticket, '--', 'echo out; echo err >&2; exit 7']);
+    expect(n).toMatchObject({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+    expect(j).toMatchObject({ code: n?.code, stdout: n?.stdout, stderr: n?.stderr });
+  });
+
+  it('joins words like ssh, with or without --', async () => {
+    for (const args of [['exec', host.ticket, '--', 'echo', 'a', 'b'], ['exec', host.ticket, 'echo', 'a', 'b']]) {
+      const rs = await both(args);
+      for (const r of rs) expect(r).toMatchObject({ code: 0, stdout: 'a b\n' });
+    }
+  });
+
+  it('streams 4 MiB of stdin and gives 128+n for a remote signal', async () => {
+    const data = Buffer.alloc(4 << 20, 'burrow');
+    const digest = createHash('sha256').update(data).digest('hex');
+    for (const r of await both(['exec', host.ticket, '--', 'sha256sum'], { input: data })) expect(r).toMatchObject({ code: 0, stdout: `${digest}  -\n` });
+    for (const r of await both(['exec', host.ticket, '--', 'kill -TERM $$'])) expect(r.code).toBe(128 + 15);
+  });
+
+  it('passes the locale to the remote command', async () => {
+    for (const r of await both(['exec', host.ticket, '--', 'echo "$LC_MESSAGES"'], { env: { LC_MESSAGES: 'C.UTF-8' } })) expect(r.stdout).toBe('C.UTF-8\n');
+  });
+
+  it('reports daemon errors with the same typed line and exit status', async () => {
+    const rs = await both(['exec', 'bad target', '--', 'true']);
+    expect(rs[0]?.code).toBe(255);
+    expect(rs[0]?.stderr).toMatch(/^burrow: BadTarget: .+\n$/);
+    expect(rs[1]).toMatchObject({ code: rs[0]?.code, stderr: rs[0]?.stderr });
+  });
+
+  it('hands usage errors, other commands and an absent daemon to the Node CLI', async () => {
+    const usage = await both(['exec', host.ticket]);
+    for (const r of usage) expect(r).toMatchObject({ code: 2, stderr: 'burrow: BadArgument: usage: burrow exec TARGET -- CMD...\n' });
+    const st = await runCli(agent.cliEnv, ['status', '--json']);
+    expect(st.code).toBe(0);
+    expect(JSON.parse(st.stdout)).toHaveProperty('connections');
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-native-'));
+    try {
+      const gone = await both(['--no-autostart', 'exec', host.ticket, '--', 'true'], { env: { BURROW_SOCKET: join(dir, 'none.sock') } });
+      for (const r of gone) expect(r).toMatchObject({ code: 255, stderr: `burrow: DaemonUnavailable: no daemon at ${join(dir, 'none.sock')}\n` });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('passes ^C on to the remote command instead of dying of it', async () => {
+    for (const c of CLIENTS) {
+      const [cmd, argv] = c.node ? [process.execPath, [BURROW_JS]] : [BURROW, []];
+      const p = spawn(cmd, [...argv, 'exec', host.ticket, '--', 'trap "echo caught; exit 5" INT; echo ready; while :; do sleep 0.1; done'], { env: { ...process.env, ...agent.cliEnv } });
+      let out = '';
+      const exited = new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
+      await new Promise<void>((resolve) =>
+        p.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('ready')) resolve();
+        }),
+      );
+      p.kill('SIGINT');
+      expect(await exited, c.name).toBe(5);
+      expect(out).toContain('caught');
+    }
+  }, 30_000);
+
+  it('ends when its reader goes away (`burrow exec h -- yes | head -1`)', async () => {
+    for (const c of CLIENTS) {
+      const cli = c.node ? `${process.execPath} ${BURROW_JS}` : BURROW;
+      const p = spawn('bash', ['-c', `${cli} exec ${host.ticket} -- yes | head -1`], { env: { ...process.env, ...agent.cliEnv } });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const code = await new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
+      expect(code, c.name).toBe(0);
+      expect(out).toBe('y\n');
+    }
+  }, 30_000);
+
+  it('hands a daemon of another protocol version to the Node CLI, which names the mismatch', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-native-'));
+    const sock = join(dir, 'old.sock');
+    // A peer that answers every hello with version 99, standing in for an older or newer daemon.
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.resume(); // read to the client's end, so the socket closes and server.close() can finish
+      s.write(encodeFrame({ t: 'hello', v: 99 }));
+      s.end();
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      for (const r of await both(['exec', host.ticket, '--', 'true'], { env: { BURROW_SOCKET: sock } })) {
+        expect(r.code).toBe(255);
+        expect(r.stderr).toMatch(/^burrow: VersionMismatch: daemon speaks IPC version 99/);
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives up on a daemon that never answers hello, after 5 s, as the Node CLI does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-native-'));
+    const sock = join(dir, 'mute.sock');
+    const server = createServer((s) => {
+      s.on('error', () => undefined);
+      s.resume();
+    });
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    try {
+      for (const r of await both(['exec', host.ticket, '--', 'true'], { env: { BURROW_SOCKET: sock } })) {
+        expect(r).toMatchObject({ code: 255, stderr: `burrow: DaemonUnavailable: daemon at ${sock} did not answer within 5000 ms\n` });
+        expect(r.ms).toBeLessThan(15_000);
+      }
+    } finally {
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+
+  it('is found through a symlink to bin/burrow, as npm installs it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-native-'));
+    try {
+      symlinkSync(BURROW, join(dir, 'burrow'));
+      const r = spawnSync(join(dir, 'burrow'), ['exec', host.ticket, '--', 'echo via-link'], { env: { ...process.env, ...agent.cliEnv }, encoding: 'utf8' });
+      expect(r).toMatchObject({ status: 0, stdout: 'via-link\n' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('is what ssh-config puts in the ProxyCommand', async () => {
+    const r = await runCli(agent.cliEnv, ['ssh-config']);
+    expect(r.stdout).toContain(`ProxyCommand env BURROW_SOCKET=${agent.socket} BURROW_STATE=${agent.state} ${NATIVE} proxy %h`);
+  });
+});
