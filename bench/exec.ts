@@ -81,8 +81,9 @@ async function main(): Promise<void> {
       }
     }
     // The CLI's fixed cost: node itself, then node loading burrow's CLI (help: no daemon round trip).
-    const startup = { node: [] as number[], cliHelp: [] as number[], status: [] as number[] };
+    const startup = { spawn: [] as number[], node: [] as number[], cliHelp: [] as number[], status: [] as number[] };
     for (let i = 0; i < runs; i++) {
+      startup.spawn.push(timeRun('/bin/true', [], env));
       startup.node.push(timeRun(process.execPath, ['-e', '0'], env));
       startup.cliHelp.push(timeRun(BURROW, ['--help'], env));
       startup.status.push(timeRun(BURROW, ['status'], env));
@@ -101,12 +102,13 @@ async function main(): Promise<void> {
       `  cold  burrow -> sshd (tcp)   ${fmt(s(cold.tcp), 'ms')}   ratio to ssh ${ratio(cold.tcp, cold.ssh)}`,
       `  cold  burrow -> iroh host    ${fmt(s(cold.iroh), 'ms')}   ratio to ssh ${ratio(cold.iroh, cold.ssh)}`,
       `  round trip (library, no process start): sshd ${fmt(s(lib.tcp), 'ms')}; iroh host ${fmt(s(lib.iroh), 'ms')}`,
+      `  cli   /bin/true              ${fmt(s(startup.spawn), 'ms')}   (starting any process from here: the floor)`,
       `  cli   node -e 0              ${fmt(s(startup.node), 'ms')}`,
       `  cli   burrow --help          ${fmt(s(startup.cliHelp), 'ms')}   (handed to Node: node + loading the CLI)`,
       `  cli   burrow status          ${fmt(s(startup.status), 'ms')}   (Node CLI + one IPC round trip)`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh), nodeTcp: s(warm.nodeTcp) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) }, library: { tcp: s(lib.tcp), iroh: s(lib.iroh) } }) + '\n');
+    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh), nodeTcp: s(warm.nodeTcp) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { spawn: s(startup.spawn), node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) }, library: { tcp: s(lib.tcp), iroh: s(lib.iroh) } }) + '\n');
   } finally {
     await stopAllDaemons();
     await sshd.stop();

@@ -3,6 +3,7 @@
 
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BurrowError, ErrorCodes, exitCodeFor, toBurrowError } from '../shared/errors.js';
@@ -32,6 +33,17 @@ export function fail(err: unknown): never {
   const e = toBurrowError(err);
   process.stderr.write(`burrow: ${e.code}: ${e.message}\n`);
   process.exit(exitCodeFor(e.code));
+}
+
+/**
+ * When our reader goes away (EPIPE), end as a filter killed by SIGPIPE would: 141 to a shell, like
+ * the native client. Node ignores SIGPIPE, and the write error would otherwise crash with a trace.
+ */
+export function endOnClosedStdout(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(128 + osConstants.signals.SIGPIPE);
+    fail(new BurrowError(ErrorCodes.IoError, `cannot write stdout: ${err.message}`));
+  });
 }
 
 export function usage(text: string): never {

@@ -56,6 +56,7 @@ describe('native client', () => {
     const digest = createHash('sha256').update(data).digest('hex');
     for (const r of await both(['exec', host.ticket, '--', 'sha256sum'], { input: data })) expect(r).toMatchObject({ code: 0, stdout: `${digest}  -\n` });
     for (const r of await both(['exec', host.ticket, '--', 'kill -TERM $$'])) expect(r.code).toBe(128 + 15);
+    for (const r of await both(['exec', host.ticket, '--', 'kill -PWR $$'])) expect(r.code).toBe(128 + 30);
   });
 
   it('passes the locale to the remote command', async () => {
@@ -105,12 +106,31 @@ describe('native client', () => {
   it('ends when its reader goes away (`burrow exec h -- yes | head -1`)', async () => {
     for (const c of CLIENTS) {
       const cli = c.node ? `${process.execPath} ${BURROW_JS}` : BURROW;
-      const p = spawn('bash', ['-c', `${cli} exec ${host.ticket} -- yes | head -1`], { env: { ...process.env, ...agent.cliEnv } });
+      const p = spawn('bash', ['-c', `${cli} exec ${host.ticket} -- yes | head -1; echo "status \${PIPESTATUS[0]}"`], { env: { ...process.env, ...agent.cliEnv } });
       let out = '';
+      let err = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
       const code = await new Promise<number | null>((resolve) => p.once('exit', (code) => resolve(code)));
       expect(code, c.name).toBe(0);
-      expect(out).toBe('y\n');
+      // Like any filter whose reader left: killed by SIGPIPE (141), with nothing on stderr.
+      expect({ out, err }, c.name).toEqual({ out: 'y\nstatus 141\n', err: '' });
+    }
+  }, 30_000);
+
+  it('runs with stdin, stdout or stderr closed, without mistaking the daemon socket for them', async () => {
+    for (const c of CLIENTS) {
+      const cli = c.node ? `${process.execPath} ${BURROW_JS}` : BURROW;
+      const script = [
+        `${cli} exec ${host.ticket} -- 'cat; echo in-closed' <&-; echo "a $?"`,
+        `${cli} exec ${host.ticket} -- 'echo lost; exit 3' >&-; echo "b $?"`,
+        `${cli} exec ${host.ticket} -- 'echo out; echo lost >&2; exit 4' 2>&-; echo "c $?"`,
+      ].join('\n');
+      const p = spawn('bash', ['-c', script], { env: { ...process.env, ...agent.cliEnv } });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      await new Promise((resolve) => p.once('exit', resolve));
+      expect(out, c.name).toBe('in-closed\na 0\nb 3\nout\nc 4\n');
     }
   }, 30_000);
 

@@ -4,12 +4,13 @@
 import type { BurrowError } from '../../shared/errors.js';
 import { exitCodeFor } from '../../shared/errors.js';
 import { openProxy } from '../../shared/lib.js';
-import { connectDaemon, usage, type CliContext } from '../context.js';
+import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
 
 export async function proxyCommand(ctx: CliContext, args: string[]): Promise<number> {
   const [target, ...rest] = args;
   if (target === undefined || rest.length > 0) usage('usage: burrow proxy TARGET   (for ssh -o ProxyCommand="burrow proxy %h")');
   const p = await openProxy(target, { connection: await connectDaemon(ctx) });
+  endOnClosedStdout();
   p.stdout.on('data', (d: Buffer) => process.stdout.write(d));
   process.stdin.on('data', (d: Buffer) => {
     if (!p.stdin.write(d)) {

@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import { spawn } from '../../shared/lib.js';
-import { connectDaemon, usage, type CliContext } from '../context.js';
+import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
 
 export interface SessionSpec {
@@ -142,6 +142,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
     restore.push(() => stdin.setRawMode(false));
   }
   // Writes to a full terminal or pipe block (stdio is synchronous on Linux), which holds the session.
+  endOnClosedStdout();
   p.stdout.on('data', (d: Buffer) => stdout.write(d));
   p.stderr.on('data', (d: Buffer) => process.stderr.write(d));
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,14 +47,16 @@ static void die_oom(void) {
   _exit(255);
 }
 
+/* Move unconsumed bytes to the front. Only between frames: frame_begin's offset must stay valid. */
+static void buf_compact(buf_t *b) {
+  if (b->off == 0) return;
+  memmove(b->p, b->p + b->off, b->len - b->off);
+  b->len -= b->off;
+  b->off = 0;
+}
+
 static void buf_reserve(buf_t *b, size_t n) {
   if (b->len + n <= b->cap) return;
-  if (b->off > 0) { /* compact before growing */
-    memmove(b->p, b->p + b->off, b->len - b->off);
-    b->len -= b->off;
-    b->off = 0;
-    if (b->len + n <= b->cap) return;
-  }
   size_t cap = b->cap ? b->cap : 4096;
   while (cap < b->len + n) cap *= 2;
   uint8_t *p = realloc(b->p, cap);
@@ -105,6 +108,7 @@ static void mp_uint(buf_t *b, uint32_t v) {
 
 /* A frame: reserve the length prefix, let the caller encode the body, then fill it in. */
 static size_t frame_begin(buf_t *b) {
+  buf_compact(b);
   size_t at = b->len;
   put_be(b, 0, 4);
   return at;
@@ -147,9 +151,14 @@ static const uint8_t *rd_take(rd_t *r, size_t n) {
 
 static mpv_t rd_value(rd_t *r);
 
+/* Skip the items of a map or array just read; a loop, not recursion, so nesting cannot exhaust the stack. */
 static void rd_skip(rd_t *r, mpv_t v) {
-  size_t items = v.type == MP_MAP ? 2 * v.n : v.type == MP_ARRAY ? v.n : 0;
-  for (size_t k = 0; k < items && !r->bad; k++) rd_skip(r, rd_value(r));
+  uint64_t pending = v.type == MP_MAP ? 2 * (uint64_t)v.n : v.type == MP_ARRAY ? v.n : 0;
+  while (pending > 0 && !r->bad) {
+    pending--;
+    mpv_t item = rd_value(r);
+    pending += item.type == MP_MAP ? 2 * (uint64_t)item.n : item.type == MP_ARRAY ? item.n : 0;
+  }
 }
 
 /* One value's header (and its bytes, for str/bin/ext); maps and arrays leave their items unread. */
@@ -226,6 +235,7 @@ static int parse_frame(const uint8_t *p, size_t n, frame_t *f) {
   if (r.bad || m.type != MP_MAP) return -1;
   for (size_t k = 0; k < m.n && !r.bad; k++) {
     mpv_t key = rd_value(&r);
+    rd_skip(&r, key);
     mpv_t val = rd_value(&r);
     if (r.bad) break;
     mpv_t *slot = key_is(key, "t") ? &f->t : key_is(key, "data") ? &f->data : key_is(key, "code") ? &f->code
@@ -246,7 +256,11 @@ static void fallback(void) {
   size_t argc = 0;
   while (g_argv[argc]) argc++;
   char **args = calloc(argc + 2, sizeof *args);
-  if (!args || !g_node_cli) die_oom();
+  if (!args) die_oom();
+  if (!g_node_cli) {
+    fprintf(stderr, "burrow: Internal: cannot find the Node CLI beside %s\n", g_argv[0]);
+    exit(255);
+  }
   const char *node = access(BURROW_NODE, X_OK) == 0 ? BURROW_NODE : "node";
   args[0] = (char *)"node";
   args[1] = (char *)g_node_cli;
@@ -259,7 +273,7 @@ static void fallback(void) {
 static char *node_cli_path(void) {
   char self[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return NULL;
+  if (n <= 0 || n >= (ssize_t)sizeof self - 1) return NULL; /* unreadable, or maybe cut short */
   self[n] = 0;
   /* .../dist/native/burrow -> .../dist/cli/burrow.mjs */
   for (int i = 0; i < 2; i++) {
@@ -298,7 +312,16 @@ static const struct { const char *name; int num; } SIGNALS[] = {
     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},   {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM},
     {"CHLD", SIGCHLD}, {"CONT", SIGCONT},   {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},     {"TTIN", SIGTTIN},
     {"TTOU", SIGTTOU}, {"URG", SIGURG},     {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},     {"VTALRM", SIGVTALRM},
-    {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},     {"SYS", SIGSYS},
+    {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},     {"SYS", SIGSYS},       {"IOT", SIGABRT},
+#ifdef SIGPWR
+    {"PWR", SIGPWR},
+#endif
+#ifdef SIGSTKFLT
+    {"STKFLT", SIGSTKFLT},
+#endif
+#ifdef SIGPOLL
+    {"POLL", SIGPOLL},
+#endif
 };
 
 /* 128+N for a remote death by signal N, like ssh; 255 for a name this system does not know. */
@@ -308,7 +331,8 @@ static int signal_exit(mpv_t name) {
   return 255;
 }
 
-static void write_all(int fd, const uint8_t *p, size_t n) {
+/* Write everything; 0, or -1 with errno when the fd failed. */
+static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w > 0) { p += w; n -= (size_t)w; continue; }
@@ -318,9 +342,18 @@ static void write_all(int fd, const uint8_t *p, size_t n) {
       poll(&pf, 1, -1);
       continue;
     }
-    if (fd == 1) raise(SIGPIPE); /* stdout closed: end like any filter whose reader went away */
-    return;                      /* stderr gone: nothing left to tell */
+    if (w < 0 && errno == EPIPE) {
+      /* Our reader went away: end as any filter does, killed by SIGPIPE (141 to a shell). */
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGPIPE);
+      sigprocmask(SIG_UNBLOCK, &set, NULL);
+      raise(SIGPIPE);
+      _exit(128 + SIGPIPE);
+    }
+    return -1;
   }
+  return 0;
 }
 
 static int fail(const char *code, const char *fmt, const char *arg) {
@@ -431,11 +464,14 @@ static ssize_t read_frame_blocking(int fd, buf_t *in, int timeout_ms) {
   }
 }
 
-static int run(int op, const char *sock_path, const char *target, const char *command) {
+static int run(int op, const char *sock_path, const char *target, const char *command, int autostart) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   if (strlen(sock_path) >= sizeof addr.sun_path) fallback(); /* the Node CLI explains */
   strcpy(addr.sun_path, sock_path);
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* A wedged daemon with a full accept queue: connect and the first send give up after 5 s. */
+  struct timeval tv = {5, 0};
+  if (s >= 0) setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) < 0) fallback(); /* autostart lives there */
 
   buf_t out = {0}, in = {0};
@@ -445,6 +481,10 @@ static int run(int op, const char *sock_path, const char *target, const char *co
   out.len = 0;
 
   ssize_t hl = read_frame_blocking(s, &in, 5000); /* the Node client's hello timeout */
+  if (hl == -2 && autostart) {
+    close(s);
+    fallback(); /* the Node CLI starts a daemon in place of one that does not answer */
+  }
   if (hl == -2) {
     fprintf(stderr, "burrow: DaemonUnavailable: daemon at %s did not answer within 5000 ms\n", sock_path);
     return 255;
@@ -483,7 +523,11 @@ static int run(int op, const char *sock_path, const char *target, const char *co
       in.off += 4 + len;
       if (str_is(f.t, "stdout") || str_is(f.t, "stderr")) {
         if (f.data.type != MP_BIN && f.data.type != MP_STR) return fail("Internal", "%s", "daemon sent a bad frame: data");
-        write_all(str_is(f.t, "stdout") ? 1 : 2, f.data.s, f.data.n);
+        int fd = str_is(f.t, "stdout") ? 1 : 2;
+        if (write_all(fd, f.data.s, f.data.n) < 0 && fd == 1) {
+          fprintf(stderr, "burrow: IoError: cannot write stdout: %s\n", strerror(errno));
+          return 1; /* exitCodeFor(IoError) */
+        }
       } else if (str_is(f.t, "exit")) {
         if (op == OP_PROXY) return 0;
         if (f.signal.type == MP_STR) return signal_exit(f.signal);
@@ -511,7 +555,9 @@ static int run(int op, const char *sock_path, const char *target, const char *co
     }
     if (pf[2].revents & POLLIN) {
       uint8_t sig;
-      while (read(g_sigpipe[0], &sig, 1) == 1) encode_simple(&out, "signal", "name", signal_name(sig));
+      /* A daemon that stopped reading gets no flood: while 64 KiB wait unsent, more signals are dropped. */
+      while (read(g_sigpipe[0], &sig, 1) == 1)
+        if (out.len - out.off < 65536) encode_simple(&out, "signal", "name", signal_name(sig));
     }
     if (pf[1].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t r = read(0, chunk, sizeof chunk);
@@ -535,6 +581,7 @@ static int run(int op, const char *sock_path, const char *target, const char *co
       if (out.off == out.len) out.off = out.len = 0;
     }
     if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      buf_compact(&in);
       buf_reserve(&in, 65536);
       ssize_t r = read(s, in.p + in.len, in.cap - in.len);
       if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
@@ -545,15 +592,20 @@ static int run(int op, const char *sock_path, const char *target, const char *co
 }
 
 int main(int argc, char **argv) {
+  /* A closed stdin, stdout or stderr would hand its number to the daemon socket, and frames would
+   * then be read as stdin or written as output: hold them with /dev/null, as Node does. */
+  for (int fd = 0; fd <= 2; fd++)
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF && open("/dev/null", O_RDWR) != fd) return 255;
   g_argv = argv;
   g_node_cli = node_cli_path();
   signal(SIGPIPE, SIG_DFL); /* a parent that ignored SIGPIPE must not change how we end */
   const char *sock_flag = NULL;
-  int i = 1;
+  const char *no_autostart = getenv("BURROW_NO_AUTOSTART");
+  int autostart = !(no_autostart && !strcmp(no_autostart, "1")), i = 1;
   for (; i < argc; i++) {
     if (!strcmp(argv[i], "--socket") && i + 1 < argc) sock_flag = argv[++i];
     else if (!strcmp(argv[i], "--state") && i + 1 < argc) i++;
-    else if (!strcmp(argv[i], "--no-autostart")) continue;
+    else if (!strcmp(argv[i], "--no-autostart")) autostart = 0;
     else break;
   }
   if (i >= argc) fallback();
@@ -563,7 +615,7 @@ int main(int argc, char **argv) {
 
   if (!strcmp(cmd, "proxy")) {
     if (i != argc) fallback();
-    return run(OP_PROXY, socket_path(sock_flag), target, NULL);
+    return run(OP_PROXY, socket_path(sock_flag), target, NULL, autostart);
   }
   if (strcmp(cmd, "exec") != 0) fallback();
   if (i < argc && !strcmp(argv[i], "--")) i++;
@@ -571,12 +623,13 @@ int main(int argc, char **argv) {
   /* The words joined by spaces, as the Node CLI and ssh do. */
   size_t n = 0;
   for (int k = i; k < argc; k++) n += strlen(argv[k]) + 1;
-  char *command = malloc(n);
+  char *command = malloc(n), *at = command;
   if (!command) die_oom();
-  command[0] = 0;
   for (int k = i; k < argc; k++) {
-    if (k > i) strcat(command, " ");
-    strcat(command, argv[k]);
+    size_t len = strlen(argv[k]);
+    memcpy(at, argv[k], len);
+    at += len;
+    *at++ = k + 1 < argc ? ' ' : 0;
   }
-  return run(OP_EXEC, socket_path(sock_flag), target, command);
+  return run(OP_EXEC, socket_path(sock_flag), target, command, autostart);
 }

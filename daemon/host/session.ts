@@ -121,7 +121,10 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     const finish = (exit: { code: number } | { signal: string }): void => {
       try {
         if ('code' in exit) channel.exit(exit.code);
-        else channel.exit(exit.signal, false, '');
+        else if (SIGNALS.has(exit.signal)) channel.exit(exit.signal, false, '');
+        // SSH names only RFC 4254's signals (ssh2 refuses others): for the rest, what a shell
+        // reports, 128+N, rather than a session that ends with no status at all.
+        else channel.exit(128 + ((osConstants.signals as Record<string, number>)[`SIG${exit.signal}`] ?? 0));
       } catch {
         // channel already closed by the client
       }
