@@ -19,8 +19,14 @@ import type { IpcSession } from '../ipc/server.js';
 import type { AgentContext } from './ops.js';
 import { resolveTarget } from './resolve.js';
 
-const CHUNK = 32 * 1024;
-const WINDOW = 32; // chunks in flight: 1 MiB
+// ssh2 caps one SFTP READ/WRITE at 34000 - 2048 bytes unless the server is OpenSSH, and splits a
+// larger one into requests sent one after the other's reply: a 32 KiB chunk to burrow's own host
+// cost two round trips. 31 KiB is one request, and with its header one 32 KiB SSH packet.
+const CHUNK = 31 * 1024;
+const WINDOW = 32; // chunks in flight: ~1 MiB
+// How far --resume rewinds: holes lie within the last WINDOW chunks, and part files left by
+// earlier versions were written in 32 KiB chunks.
+const REWIND = WINDOW * 32 * 1024;
 const SAMPLE = 64 * 1024;
 const PROGRESS_MS = 200;
 
@@ -185,7 +191,7 @@ async function pump(src: Endpoint, dst: Endpoint, start: number, size: number, w
 
 /** Where to resume a part file of `partSize` bytes, or 0 when its prefix does not match the source. */
 async function resumePoint(src: Endpoint, part: Endpoint, partSize: number, srcSize: number): Promise<number> {
-  const start = Math.max(0, Math.min(partSize, srcSize) - WINDOW * CHUNK);
+  const start = Math.max(0, Math.min(partSize, srcSize) - REWIND);
   if (start === 0) return 0;
   for (const at of [0, Math.max(0, start - SAMPLE)]) {
     const len = Math.min(SAMPLE, start - at);

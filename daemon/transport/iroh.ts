@@ -50,7 +50,8 @@ export type Authorize = (remoteId: string) => Promise<{ ok: true } | { ok: false
 // PITFALL: byte APIs take and return Array<number> (a Buffer throws "Failed to get Array
 // length"); this conversion is the throughput ceiling, so it lives in exactly these two
 // functions for a faster binding to replace. Measured: an index loop into a preallocated
-// array is ~6x faster than Array.from; Uint8Array.from is ~6x faster than Buffer.from(array).
+// array is ~6x faster than Array.from; on the arrays read() returns, an index loop into a
+// Buffer is ~4x faster than Uint8Array.from and ~5x faster than Buffer.from(array).
 export function toIrohBytes(b: Uint8Array): number[] {
   const n = b.length;
   const a = new Array<number>(n);
@@ -59,8 +60,10 @@ export function toIrohBytes(b: Uint8Array): number[] {
 }
 
 export function fromIrohBytes(a: number[]): Buffer {
-  const u = Uint8Array.from(a);
-  return Buffer.from(u.buffer, u.byteOffset, u.length);
+  const n = a.length;
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = a[i] as number;
+  return b;
 }
 
 const APP_CLOSE = /ApplicationClose \{ error_code: (\d+), reason: b"((?:[^"\\]|\\.)*)" \}/;
