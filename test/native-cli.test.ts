@@ -103,6 +103,23 @@ describe('native client', () => {
     }
   }, 30_000);
 
+  it('ends here on a second ^C when the remote ignores the first', async () => {
+    for (const c of CLIENTS) {
+      const [cmd, argv] = c.node ? [process.execPath, [BURROW_JS]] : [BURROW, []];
+      const p = spawn(cmd, [...argv, 'exec', host.ticket, '--', 'trap "" INT; echo ready; sleep 20'], { env: { ...process.env, ...agent.cliEnv } });
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => p.once('exit', (code, signal) => resolve({ code, signal })));
+      await new Promise<void>((resolve) => p.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve()));
+      const t0 = Date.now();
+      p.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 300));
+      p.kill('SIGINT');
+      const r = await exited;
+      // Killed by SIGINT (native), or exit 130 (Node, which cannot die of a handled signal): both 130 to a shell.
+      expect(r.signal === 'SIGINT' || r.code === 130, `${c.name}: ${JSON.stringify(r)}`).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    }
+  }, 30_000);
+
   it('ends when its reader goes away (`burrow exec h -- yes | head -1`)', async () => {
     for (const c of CLIENTS) {
       const cli = c.node ? `${process.execPath} ${BURROW_JS}` : BURROW;

@@ -185,9 +185,17 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
       restore.push(() => process.off('SIGWINCH', onResize));
     }
     if (!interactive) {
-      // Without a PTY, ^C here would only kill us; pass it on so the remote command decides.
+      // Without a PTY, ^C here would only kill us; pass it on so the remote command decides. A
+      // second one ends us here (128+N), for a remote that ignores it or a daemon that stopped reading.
+      let seen = 0;
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-        const h = (): void => p.kill(sig);
+        const h = (): void => {
+          if (seen++ > 0) {
+            finish(128 + osConstants.signals[sig]);
+            return p.disconnect();
+          }
+          p.kill(sig);
+        };
         process.on(sig, h);
         restore.push(() => process.off(sig, h));
       }

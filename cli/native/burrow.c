@@ -365,7 +365,16 @@ static int fail(const char *code, const char *fmt, const char *arg) {
 
 static int g_sigpipe[2] = {-1, -1};
 
+/* The first ^C (or TERM, HUP) goes to the remote command; a second one ends us here, for a remote
+ * that ignores it or a daemon that has stopped reading. */
+static volatile sig_atomic_t g_signals_seen;
+
 static void on_signal(int sig) {
+  if (g_signals_seen++ > 0) {
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
   int saved = errno;
   uint8_t b = (uint8_t)sig;
   (void)!write(g_sigpipe[1], &b, 1);
