@@ -142,6 +142,25 @@ describe('sftp subsystem', () => {
     expect(await fsp.readFile(join(home, 'w.bin'), 'utf8')).toBe('hello world');
   });
 
+  it('writes to a device go through the thread pool; regular files beside them are written synchronously', async () => {
+    const { sftp } = await connect();
+    // /dev/null is not a regular file, so its writes take the pool path (a device could block).
+    const dev = await call<Buffer>((cb) => sftp.open('/dev/null', 'w', cb));
+    await call((cb) => sftp.write(dev, Buffer.alloc(64 * 1024, 1), 0, 64 * 1024, 0, cb));
+    await call((cb) => sftp.close(dev, cb));
+    const h = await call<Buffer>((cb) => sftp.open('plain', 'w', cb));
+    await call((cb) => sftp.write(h, Buffer.from('plain'), 0, 5, 0, cb));
+    await call((cb) => sftp.close(h, cb));
+    expect(await fsp.readFile(join(home, 'plain'), 'utf8')).toBe('plain');
+    // Like OpenSSH's sftp-server, a write at an offset into a FIFO is a clear error, not a hang.
+    await promisify(execFile)('mkfifo', [join(home, 'pipe')]);
+    const reader = fsp.readFile(join(home, 'pipe'));
+    const p = await call<Buffer>((cb) => sftp.open('pipe', 'w', cb));
+    expect((await failure(call((cb) => sftp.write(p, Buffer.from('x'), 0, 1, 0, cb)))).code).toBe(STATUS_CODE.FAILURE);
+    await call((cb) => sftp.close(p, cb));
+    expect((await reader).length).toBe(0);
+  });
+
   it('readdir lists . and .. and every entry in batches, with ls -l longnames, then EOF', async () => {
     const { sftp } = await connect();
     const names = Array.from({ length: 150 }, (_, i) => `file-${i}`);
