@@ -391,7 +391,7 @@ static const char *signal_name(int sig) {
 
 enum { OP_EXEC, OP_PROXY };
 
-static void encode_request(buf_t *out, int op, const char *target, const char *command) {
+static void encode_hello(buf_t *out) {
   size_t at = frame_begin(out);
   mp_map(out, 2);
   mp_str(out, "t");
@@ -399,8 +399,10 @@ static void encode_request(buf_t *out, int op, const char *target, const char *c
   mp_str(out, "v");
   mp_uint(out, BURROW_PROTOCOL_VERSION);
   frame_end(out, at);
+}
 
-  at = frame_begin(out);
+static void encode_request(buf_t *out, int op, const char *target, const char *command) {
+  size_t at = frame_begin(out);
   if (op == OP_PROXY) {
     mp_map(out, 2);
     mp_str(out, "t");
@@ -484,8 +486,9 @@ static int run(int op, const char *sock_path, const char *target, const char *co
   if (s < 0 || connect(s, (struct sockaddr *)&addr, sizeof addr) < 0) fallback(); /* autostart lives there */
 
   buf_t out = {0}, in = {0};
-  /* hello and the request in one write: the daemon reads frames in order, so no round trip is spent. */
-  encode_request(&out, op, target, command);
+  /* The request goes only after the daemon's hello, as from the Node client: until then nothing has
+   * started, so handing over to the Node CLI can never run a command twice. */
+  encode_hello(&out);
   if (send(s, out.p, out.len, MSG_NOSIGNAL) != (ssize_t)out.len) fallback();
   out.len = 0;
 
@@ -505,6 +508,7 @@ static int run(int op, const char *sock_path, const char *target, const char *co
     fallback(); /* version trouble or a daemon going away: the Node CLI reports it */
   }
   in.off += 4 + (size_t)hl;
+  encode_request(&out, op, target, command);
 
   if (pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) < 0) return fail("Internal", "pipe: %s", strerror(errno));
   if (op == OP_EXEC) {
