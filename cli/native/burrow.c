@@ -222,11 +222,9 @@ typedef struct {
   mpv_t t, data, code, signal, message, v;
 } frame_t;
 
-static int key_is(mpv_t k, const char *name) {
+static int str_is(mpv_t k, const char *name) {
   return k.type == MP_STR && k.n == strlen(name) && memcmp(k.s, name, k.n) == 0;
 }
-
-static int str_is(mpv_t s, const char *name) { return key_is(s, name); }
 
 static int parse_frame(const uint8_t *p, size_t n, frame_t *f) {
   rd_t r = {p, p + n, 0};
@@ -238,8 +236,8 @@ static int parse_frame(const uint8_t *p, size_t n, frame_t *f) {
     rd_skip(&r, key);
     mpv_t val = rd_value(&r);
     if (r.bad) break;
-    mpv_t *slot = key_is(key, "t") ? &f->t : key_is(key, "data") ? &f->data : key_is(key, "code") ? &f->code
-                : key_is(key, "signal") ? &f->signal : key_is(key, "message") ? &f->message : key_is(key, "v") ? &f->v : NULL;
+    mpv_t *slot = str_is(key, "t") ? &f->t : str_is(key, "data") ? &f->data : str_is(key, "code") ? &f->code
+                : str_is(key, "signal") ? &f->signal : str_is(key, "message") ? &f->message : str_is(key, "v") ? &f->v : NULL;
     if (slot) *slot = val;
     rd_skip(&r, val);
   }
