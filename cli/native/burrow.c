@@ -363,12 +363,13 @@ static int fail(const char *code, const char *fmt, const char *arg) {
 
 static int g_sigpipe[2] = {-1, -1};
 
-/* The first ^C (or TERM, HUP) goes to the remote command; a second one ends us here, for a remote
- * that ignores it or a daemon that has stopped reading. */
+/* The first ^C goes to the remote command; a second one ends us here, for a remote that ignores it
+ * or a daemon that has stopped reading. TERM and HUP end us at once, like ssh: our socket closes,
+ * the daemon closes the channel and the host hangs up the remote command. */
 static volatile sig_atomic_t g_signals_seen;
 
 static void on_signal(int sig) {
-  if (g_signals_seen++ > 0) {
+  if (sig != SIGINT || g_signals_seen++ > 0) {
     signal(sig, SIG_DFL);
     raise(sig);
     return;
