@@ -71,13 +71,16 @@ export function parseBindAddr(s: string): string {
   throw bad(`--bind: ${JSON.stringify(s)} is not IPv4:PORT or [IPv6]:PORT (e.g. 0.0.0.0:0, [::]:0)`);
 }
 
-/** `--bind` values, comma-separated: at most one address per family (what iroh can bind). */
+/**
+ * `--bind` values, comma-separated or repeated: one address per family (what iroh can bind); a
+ * later one of the same family wins, as a repeated flag does.
+ */
 export function parseBind(s: string): string[] {
   const addrs = s.split(',').map((a) => a.trim()).filter((a) => a !== '').map(parseBindAddr);
   if (addrs.length === 0) throw bad('--bind: no address given');
-  const v6 = addrs.filter((a) => a.startsWith('['));
-  if (v6.length > 1 || addrs.length - v6.length > 1) throw bad(`--bind: ${JSON.stringify(s)} names more than one address of a family; give one IPv4 and/or one IPv6 address`);
-  return addrs;
+  const v4 = addrs.filter((a) => !a.startsWith('[')).at(-1);
+  const v6 = addrs.filter((a) => a.startsWith('[')).at(-1);
+  return [...(v4 ? [v4] : []), ...(v6 ? [v6] : [])];
 }
 
 /** MaxStartups: N, or START:RATE:FULL like sshd (refuse RATE% from START on, all from FULL on). */
@@ -114,7 +117,7 @@ const SETTINGS = {
   gatewayPorts: { flag: 'gateway-ports', type: 'boolean', default: false },
   grace: { flag: 'grace', type: 'number', default: '10' },
   keepaliveInterval: { flag: 'keepalive-interval', type: 'number', default: '3' },
-  keepaliveCount: { flag: 'keepalive-count', type: 'number', default: '2' },
+  keepaliveCount: { flag: 'keepalive-count', type: 'number', default: '1' },
   loginGraceTime: { flag: 'login-grace-time', type: 'number', default: '30' },
   maxStartups: { flag: 'max-startups', type: 'string', default: '10:30:100' },
   perPeerStartups: { flag: 'per-peer-startups', type: 'number', default: '10' },

@@ -635,6 +635,7 @@ int main(int argc, char **argv) {
   /* The words joined by spaces, as the Node CLI and ssh do. */
   size_t n = 0;
   for (int k = i; k < argc; k++) n += strlen(argv[k]) + 1;
+  if (n - 1 > BURROW_MAX_COMMAND) fallback(); /* the Node CLI refuses it with a BadArgument */
   char *command = malloc(n), *at = command;
   if (!command) die_oom();
   for (int k = i; k < argc; k++) {

@@ -38,7 +38,7 @@ export const DEFAULT_HOST_LIMITS: HostLimits = {
   maxStartups: { start: 10, rate: 30, full: 100 },
   perPeerStartups: 10,
   keepaliveIntervalMs: 3000,
-  keepaliveCountMax: 2,
+  keepaliveCountMax: 1,
 };
 
 export interface HostOptions {
