@@ -76,6 +76,8 @@ export class Host {
   sessionsServed = 0;
   /** Connections not yet authenticated, by endpoint id (MaxStartups counts them). */
   private readonly unauthenticated = new Map<string, number>();
+  /** Startups counted at authorization, taken over by handle(). */
+  private readonly reserved = new Map<string, (() => void)[]>();
   private unauthenticatedTotal = 0;
   private limits: HostLimits;
 
@@ -148,12 +150,14 @@ export class Host {
   /** The transport hook: the endpoint id against authorized_endpoints, before any stream. */
   readonly authorize: Authorize = async (remoteId) => {
     const requireList = this.opts.backend.kind === 'sshd' && !this.opts.backend.open;
-    let verdict = this.closing ? { ok: false as const, reason: 'host is shutting down' } : await this.opts.auth.endpointAllowed(remoteId, requireList);
+    const verdict = this.closing ? { ok: false as const, reason: 'host is shutting down' } : await this.opts.auth.endpointAllowed(remoteId, requireList);
     const crowded = verdict.ok ? this.startupRefusal(remoteId) : undefined;
     if (crowded) {
       this.opts.log.warn({ event: 'connection_refused', remote: remoteId, reason: crowded, unauthenticated: this.unauthenticatedTotal }, 'connection refused: MaxStartups');
       return { ok: false, reason: crowded };
     }
+    // Counted from here, in the same tick as the check, so concurrent handshakes cannot overshoot.
+    if (verdict.ok) this.reserved.set(remoteId, [...(this.reserved.get(remoteId) ?? []), this.startup(remoteId)]);
     if (verdict.ok) this.opts.log.info({ event: 'connection_accepted', remote: remoteId, backend: this.opts.backend.kind }, 'connection accepted');
     else this.opts.log.warn({ event: 'connection_refused', remote: remoteId, reason: verdict.reason }, 'connection refused');
     return verdict;
@@ -176,7 +180,9 @@ export class Host {
     const began = Date.now();
     // Unauthenticated until SSH auth succeeds (built-in) or sshd answers (sshd backend, which
     // applies its own LoginGraceTime from there on).
-    const authenticated = this.startup(conn.remoteId);
+    const mine = this.reserved.get(conn.remoteId);
+    const authenticated = mine?.shift() ?? this.startup(conn.remoteId);
+    if (mine?.length === 0) this.reserved.delete(conn.remoteId);
     const graceMs = this.limits.loginGraceMs;
     const grace =
       graceMs > 0
