@@ -117,6 +117,19 @@ describe('remote shells do not outlive their client', () => {
   }, 60_000);
 });
 
+describe('keepalive', () => {
+  it('an idle pooled connection outlives several keepalive rounds on both roles', async () => {
+    const { host, agent } = await hostAndAgent(['--keepalive-interval', '1', '--keepalive-count', '1']);
+    expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo one'])).stdout).toBe('one\n');
+    await new Promise((r) => setTimeout(r, 8000)); // host pings every 1 s of silence, agent every 3 s
+    expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo two'])).stdout).toBe('two\n');
+    expect(agent.logs.filter((l) => l.event === 'connected')).toHaveLength(1);
+    expect(host.logs.filter((l) => l.event === 'keepalive_timeout')).toHaveLength(0);
+    await host.stop();
+    await agent.stop();
+  }, 60_000);
+});
+
 describe('long commands', () => {
   it('a 36,000-byte and a 200 KiB command run; 2 MiB and 300 KiB are refused as BadArgument; the connection serves the next command', async () => {
     const { host, agent } = await hostAndAgent();
