@@ -13,6 +13,7 @@ import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import { MAX_COMMAND } from '../../shared/ipc/frames.js';
 import type { ConnectionStatus } from '../../shared/status.js';
 import type { Logger } from '../log.js';
+import { LONG_EXEC_SUBSYSTEM } from '../host/session.js';
 import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.js';
 import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
@@ -407,8 +408,6 @@ export interface Reopened {
 const SAFE_EXEC_BYTES = 34_000;
 // OpenSSH reads packets of up to 256 KiB; leave room for the request's own fields.
 const OPENSSH_EXEC_BYTES = 256 * 1024 - 1024;
-/** The subsystem of a burrow host that reads its command from the channel (see daemon/host/session.ts). */
-export const LONG_EXEC_SUBSYSTEM = 'exec@burrow';
 
 function isBurrowServer(software: string): boolean {
   return software.startsWith('burrow_');
