@@ -117,6 +117,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       const next = parseDaemonArgs(process.argv.slice(2));
       log.level = next.logLevel;
       pool.setPersist(next.persist);
+      pool.setKeepalive(next.keepalive);
       host?.setBackend(next.hostBackend);
       host?.setLimits(next.hostLimits);
       opts.graceSeconds = next.graceSeconds;

@@ -379,6 +379,11 @@ export class Pool extends EventEmitter {
     for (const c of [...this.live.values()]) this.drop(c, reason);
   }
 
+  /** A reloaded keepalive applies to connections made from now on. */
+  setKeepalive(k: { intervalMs: number; countMax: number }): void {
+    this.opts.keepalive = k;
+  }
+
   /** A reloaded persist applies from the next idle moment on. */
   setPersist(seconds: number): void {
     this.opts.persist = seconds;
