@@ -8,6 +8,8 @@ import { createSocket } from 'node:dgram';
 import * as nodePty from '@lydell/node-pty';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
+import { IpcConnection } from '../shared/ipc/client.js';
+import type { Frame } from '../shared/ipc/frames.js';
 import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
@@ -156,7 +158,14 @@ describe('long commands', () => {
     );
     expect(huge).toBeInstanceOf(BurrowError);
     expect((huge as BurrowError).code).toBe(ErrorCodes.BadArgument);
-    // Through the daemon too (a library caller of its own frames): refused, nothing sent.
+    // The daemon refuses it too, to a client that sends its own frames: nothing reaches the host.
+    const raw = await IpcConnection.connect({ socket: agent.socket });
+    const answer = await new Promise<Frame>((resolve) => {
+      raw.once('frame', resolve);
+      raw.send({ t: 'exec', target: host.ticket, command: `: ${'z'.repeat(300 * 1024)}` });
+    });
+    raw.close();
+    expect(answer).toMatchObject({ t: 'error', code: ErrorCodes.BadArgument });
     expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo next'])).stdout).toBe('next\n');
     const st = JSON.parse((await runCli(agent.cliEnv, ['status', '--json'])).stdout) as { connections: unknown[] };
     expect(st.connections).toHaveLength(1); // still the one connection
