@@ -26,7 +26,8 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
   const target = await resolveTarget(req.target, ctx.state, ctx.defaultUser);
   const conn = await ctx.pool.get(target);
   if (session.closed) return ctx.pool.touch(conn);
-  const wantPty = req.t === 'shell' || req.pty === true;
+  // The client decides, as ssh does (-t, -T, stdin a terminal or not); an old client's shell gets one.
+  const wantPty = req.pty ?? req.t === 'shell';
   const sreq: SessionRequest = {
     ...(req.t === 'exec' ? { command: req.command } : {}),
     ...(wantPty ? { pty: { term: req.term ?? 'xterm-256color', cols: req.cols ?? 80, rows: req.rows ?? 24 } } : {}),

@@ -20,7 +20,8 @@ const SPECS = {
 
   // Requests, client -> daemon; one per connection.
   exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
-  shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
+  // pty: false asks for a shell with no PTY (ssh -T, or stdin not a terminal); absent means a PTY.
+  shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', pty: 'bool?' },
   proxy: { target: 'string' },
   // src and dst: one is TARGET:path, the other an absolute local path.
   cp: { src: 'string', dst: 'string', recursive: 'bool?', preserve: 'bool?', resume: 'bool?', follow: 'bool?' },
@@ -33,6 +34,8 @@ const SPECS = {
   check: { target: 'string' },
   disconnect: { target: 'string' },
   stop: {},
+  // The entries of a remote directory, over the pooled connection's SFTP (shell completion).
+  ls: { target: 'string', path: 'string' },
 
   // Streams, both ways.
   stdin: { data: 'bytes' },
