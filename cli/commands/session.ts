@@ -336,10 +336,11 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
             return finish(255, `\r\nConnection to ${spec.target} closed.\r\n`);
           }
           if (action === 'background') {
-            // As ssh's ~&: take no new forwarded connections; those open run on in the daemon.
+            // As ssh's ~&: take no new forwarded connections; those open run on in the daemon (it
+            // holds their channels) while this process ends, the session after an EOF as ssh's child does.
             if (data.length > 0) p.stdin.write(data);
             for (const f of spec.forwards ?? []) f.conn.close();
-            p.stdin.end();
+            p.stdin.end(() => p.disconnect());
             return finish(0, '~& [backgrounded]\r\n');
           }
           if (action === 'help') process.stderr.write(`~?\r\n${ESCAPE_HELP}\r\n`);
