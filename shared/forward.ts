@@ -99,7 +99,8 @@ const FLAG_TYPES: Record<string, ForwardSpec['type']> = { '-L': 'local', '-R': '
  * flag every type the text parses as is a candidate; none when it parses as nothing.
  */
 export function cancelCandidates(which: string): ForwardSpec[] {
-  let text = which.trim();
+  // A line of `forward list` carries " to TARGET" and maybe " (host chose port N)" after the spec.
+  let text = which.trim().replace(/\s+\(host chose port \d+\)/, '').replace(/\s+to\s+\S+$/, '');
   let types: ForwardSpec['type'][] = ['local', 'remote', 'dynamic'];
   const flag = FLAG_TYPES[text.slice(0, 2)];
   if (flag) {

@@ -96,7 +96,7 @@ describe('forward cancel by spec', () => {
   it('accepts the spec as typed at add, and as forward list prints it, with or without the flag', async () => {
     const port = await freePort();
     const spec = `${port}:127.0.0.1:9`;
-    const forms = [['-L', spec], [`-L${spec}`], [spec], [`-L 127.0.0.1:${spec}`], [`127.0.0.1:${spec}`]];
+    const forms = [['-L', spec], [`-L${spec}`], [spec], [`-L 127.0.0.1:${spec}`], [`127.0.0.1:${spec}`], [`-L 127.0.0.1:${spec} to ${host.ticket}`]];
     for (const form of forms) {
       expect((await runCli(agent.cliEnv, ['forward', 'add', host.ticket, '-L', spec])).code).toBe(0);
       const listed = (await list()).map((f) => f.forward);

@@ -5,7 +5,8 @@ import { constants as osConstants } from 'node:os';
 import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import { spawn } from '../../shared/lib.js';
-import { parseTarget } from '../../shared/target.js';
+import { readAliases } from '../../shared/aliases.js';
+import { aliasCandidate, parseTarget } from '../../shared/target.js';
 import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
 
@@ -143,10 +144,12 @@ export function parseSshArgs(args: string[]): SshArgs {
 }
 
 /** TARGET with -l USER and -p PORT folded in (a user or port written in TARGET wins, as in ssh). */
-export function effectiveTarget(target: string, user: string | undefined, port: number | undefined): string {
+export function effectiveTarget(target: string, user: string | undefined, port: number | undefined, isAlias: (name: string) => boolean): string {
   let t = target;
   if (port !== undefined) {
     const parsed = parseTarget(target);
+    const name = aliasCandidate(parsed);
+    if (name !== undefined && isAlias(name)) usage(`burrow ssh: -p ${port} applies to host[:port] targets; ${name} is an alias, whose address says where it is`);
     if (parsed.kind !== 'tcp') usage(`burrow ssh: -p ${port} applies to host[:port] targets; ${target} is reached by its endpoint id`);
     if (parsed.port === undefined) t = `${t.includes(':') && !t.startsWith('[') ? `[${t}]` : t}:${port}`;
   }
@@ -162,7 +165,7 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
     return 0;
   }
   if (a.target === undefined) usage(SSH_USAGE);
-  const target = effectiveTarget(a.target, a.user, a.port);
+  const target = effectiveTarget(a.target, a.user, a.port, (name) => name in readAliases(ctx.state));
   const debug = (msg: string): void => {
     if (a.verbose) process.stderr.write(`debug1: ${msg}\r\n`);
   };
