@@ -31,7 +31,8 @@ export const NATIVE_BIN = fileURLToPath(new URL('dist/native/burrow', PACKAGE_RO
 /** Print one typed line on stderr and exit with the code's status. */
 export function fail(err: unknown): never {
   const e = toBurrowError(err);
-  process.stderr.write(`burrow: ${e.code}: ${e.message}\n`);
+  // One line, whatever the message holds (a usage hint after a newline joins it).
+  process.stderr.write(`burrow: ${e.code}: ${e.message.split('\n').map((l) => l.trim()).filter(Boolean).join('; ')}\n`);
   process.exit(exitCodeFor(e.code));
 }
 

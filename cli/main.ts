@@ -6,9 +6,9 @@ import { defaultContext, fail, type CliContext } from './context.js';
 
 const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
 
-  ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
+  ssh TARGET [-t|-T] [-N] [-v] [-p PORT] [-l USER] [-o OPTION=VALUE] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
                                   a shell or command on TARGET (PTY when stdin is a terminal);
-                                  forwards live as long as this session
+                                  forwards live as long as this session; ~? lists the escapes
   forward add TARGET -L|-R|-D SPEC   a forward held by the daemon until cancelled
   forward list [--json] | forward cancel ID|SPEC
   exec TARGET -- CMD...           run CMD; stdout, stderr and exit status kept apart
@@ -29,6 +29,8 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
                                   (socket-activated) and a host for this user alone
   proxy TARGET                    raw SSH bytes, for ssh -o ProxyCommand='burrow proxy %h'
   ssh-config                      a Host block so ssh/scp/sftp/rsync/git reach NAME.burrow
+  completion bash|zsh|fish        a script to source for tab completion (remote paths in cp too)
+  version                         burrow's version, and the daemon's when one answers (also -V, --version)
 
 TARGET is an alias, a ticket, an endpoint id, or [user@]host[:port] for an ordinary sshd.
 Exit status: the remote command's; 128+N when it died of signal N; 255 when the connection or
@@ -51,7 +53,37 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   system: async () => (await import('./commands/system.js')).systemCommand,
   info: async () => (await import('./commands/info.js')).infoCommand,
   'ssh-config': async () => (await import('./commands/sshconfig.js')).sshConfigCommand,
+  version: async () => (await import('./commands/version.js')).versionCommand,
+  completion: async () => (await import('./commands/completion.js')).completionCommand,
+  // Completion offers the names in this table (hidden ones, starting with __, left out).
+  __complete: async () => (await import('./commands/completion.js')).completeCommand(Object.keys(COMMANDS).filter((n) => !n.startsWith('__'))),
 };
+
+/** A command's lines of the help text: `burrow CMD --help` prints them. */
+function commandUsage(name: string): string {
+  const lines = HELP.split('\n');
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as string;
+    const words = line.trim().split(/\s+/);
+    if (!line.startsWith('  ') || line.startsWith('   ') || (words[0] !== name && !(words.includes('|') && words.includes(name)))) continue;
+    out.push(line);
+    while ((lines[i + 1] ?? '').startsWith('        ')) out.push(lines[++i] as string);
+  }
+  return `usage: burrow ${name} ...\n${out.join('\n')}`;
+}
+
+/**
+ * `-h`/`--help` after a subcommand: anywhere for most commands; for ssh, exec and proxy only
+ * before TARGET (after it, words are the remote command's; ssh also takes it among its options).
+ */
+function wantsHelp(name: string, args: string[]): boolean {
+  const isHelp = (a: string | undefined): boolean => a === '-h' || a === '--help';
+  if (name === 'ssh' || name === 'exec' || name === 'proxy') return isHelp(args[0]);
+  if (name === '__complete') return false;
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some(isHelp);
+}
 
 async function main(argv: string[]): Promise<number> {
   const ctx = defaultContext();
@@ -67,6 +99,8 @@ async function main(argv: string[]): Promise<number> {
     else if (a === '-h' || a === '--help' || a === 'help') {
       process.stdout.write(HELP + '\n');
       return 0;
+    } else if (a === '-V' || a === '--version') {
+      return (await COMMANDS['version']!())(ctx, []);
     } else break;
   }
   const name = argv[i];
@@ -76,7 +110,12 @@ async function main(argv: string[]): Promise<number> {
   }
   const load = COMMANDS[name];
   if (!load) throw new BurrowError(ErrorCodes.BadArgument, `unknown command ${JSON.stringify(name)} (burrow --help lists them)`);
-  return (await load())(ctx, argv.slice(i + 1));
+  const args = argv.slice(i + 1);
+  if (wantsHelp(name, args)) {
+    process.stdout.write(commandUsage(name) + '\n');
+    return 0;
+  }
+  return (await load())(ctx, args);
 }
 
 main(process.argv.slice(2)).then(

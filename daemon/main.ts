@@ -10,6 +10,7 @@ import type { DaemonStatusReport } from '../shared/status.js';
 import { clientAuthMethods } from './agent/keys.js';
 import { checkTarget, disconnectTarget, infoOf, runSession, type AgentContext } from './agent/ops.js';
 import { Pool } from './agent/pool.js';
+import { listRemote } from './agent/ls.js';
 import { runProxy } from './agent/proxy.js';
 import { runCopy } from './agent/cp.js';
 import { ForwardManager } from './agent/forward.js';
@@ -164,6 +165,8 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         return s.end({ t: 'result', value: { forwards: forwards.list() } });
       case 'forward_cancel':
         return s.end({ t: 'result', value: { cancelled: forwards.cancel(req.which) } });
+      case 'ls':
+        return s.end({ t: 'result', value: await listRemote(agent, req) });
     }
   };
 
@@ -176,6 +179,10 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
   if (opts.host) process.stdout.write(`endpoint-id: ${transport.endpointId}\nticket: ${transport.ticket()}\n`);
 }
 
+if (process.argv.slice(2).some((a) => a === '--version' || a === '-V')) {
+  process.stdout.write(`burrowd ${VERSION}\n`);
+  process.exit(0);
+}
 let opts: DaemonOptions;
 try {
   opts = parseDaemonArgs(process.argv.slice(2));

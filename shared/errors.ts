@@ -58,7 +58,7 @@ export function isErrorCode(s: unknown): s is ErrorCode {
 export class BurrowError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(plainMessage(message), options);
     this.name = 'BurrowError';
     this.code = code;
   }
@@ -68,6 +68,27 @@ export class BurrowError extends Error {
 export function toBurrowError(err: unknown, fallback: ErrorCode = ErrorCodes.Internal): BurrowError {
   if (err instanceof BurrowError) return err;
   return new BurrowError(fallback, firstLine(err instanceof Error ? err.message : String(err)), { cause: err });
+}
+
+// What native (Rust) errors put in their text that means nothing to a user: source locations
+// like "(/home/x/.cargo/.../src/endpoint.rs:1057:26)" and type paths like "ConnectError::Connect".
+const SOURCE_LOCATION = /\s*\(?(?:at\s+)?[^\s()]*\.rs:\d+(?::\d+)?\)?/g;
+const TYPE_PATH = /\b[A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z_][A-Za-z0-9_]*)+\b/g;
+
+/**
+ * The one place every error message is made plain: no Rust source paths, no crate or type names
+ * (BurrowError's constructor applies it). A message that loses its detail says what failed.
+ */
+export function plainMessage(message: string): string {
+  return message
+    .split('\n')
+    .map((line) => {
+      const s = line.replace(SOURCE_LOCATION, '').replace(TYPE_PATH, '').replace(/[ \t]{2,}/g, ' ').trimEnd();
+      if (s === line.trimEnd()) return s;
+      const bare = s.replace(/[\s:(]+$/, '');
+      return bare === '' ? 'failed' : bare === s ? s : `${bare} failed`;
+    })
+    .join('\n');
 }
 
 /** Native errors (iroh's anyhow) carry backtraces after the first line; messages keep one line. */

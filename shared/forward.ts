@@ -90,3 +90,35 @@ export function forwardText(s: ForwardSpec): string {
   const flag = s.type === 'local' ? '-L' : s.type === 'remote' ? '-R' : '-D';
   return s.type === 'dynamic' ? `${flag} ${placeText(s.listen)}` : `${flag} ${placeText(s.listen)}:${placeText(s.connect)}`;
 }
+
+const FLAG_TYPES: Record<string, ForwardSpec['type']> = { '-L': 'local', '-R': 'remote', '-D': 'dynamic' };
+
+/**
+ * The specs a user may mean by `which` in `forward cancel`: as typed at add (`-L 8080:db:5432`,
+ * `-L8080:db:5432`, `8080:db:5432`, `-D 1080`, `1080`) or as `forward list` prints it. Without a
+ * flag every type the text parses as is a candidate; none when it parses as nothing.
+ */
+export function cancelCandidates(which: string): ForwardSpec[] {
+  // A line of `forward list` carries " to TARGET" and maybe " (host chose port N)" after the spec.
+  let text = which.trim().replace(/\s+\(host chose port \d+\)/, '').replace(/\s+to\s+\S+$/, '');
+  let types: ForwardSpec['type'][] = ['local', 'remote', 'dynamic'];
+  const flag = FLAG_TYPES[text.slice(0, 2)];
+  if (flag) {
+    types = [flag];
+    text = text.slice(2).trim();
+  }
+  const out: ForwardSpec[] = [];
+  for (const type of types) {
+    try {
+      out.push(parseForward(type, text));
+    } catch {
+      // not this type
+    }
+  }
+  return out;
+}
+
+/** Whether two specs name the same forward (the same text once defaults are filled in). */
+export function sameForward(a: ForwardSpec, b: ForwardSpec): boolean {
+  return forwardText(a) === forwardText(b);
+}

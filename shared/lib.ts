@@ -14,8 +14,11 @@ export interface SessionOptions {
   socket?: string;
   /** Environment for the remote command (the host accepts LANG, LC_* and what it allows). */
   env?: Record<string, string>;
-  /** Ask for a PTY: output then comes on stdout only, as a terminal would show it. */
-  pty?: { term?: string; cols?: number; rows?: number };
+  /** Ask for a PTY: output then comes on stdout only, as a terminal would show it. A login shell
+   * gets one unless this is `false` (like ssh -T). */
+  pty?: { term?: string; cols?: number; rows?: number } | false;
+  /** Seconds to wait for the connection to TARGET before failing with ConnectTimeout. */
+  connectTimeout?: number;
   /** An already open daemon connection to use (the CLI passes the one it made). */
   connection?: IpcConnection;
 }
@@ -126,9 +129,9 @@ export async function spawn(target: string, command: string | undefined, opts: S
   }
   const conn = opts.connection ?? (await IpcConnection.connect({ socket: opts.socket ?? socketPath() }));
   const pty = opts.pty ? { term: opts.pty.term ?? 'xterm-256color', cols: opts.pty.cols ?? 80, rows: opts.pty.rows ?? 24 } : undefined;
-  const env = opts.env ? { env: opts.env } : {};
+  const env = { ...(opts.env ? { env: opts.env } : {}), ...(opts.connectTimeout !== undefined ? { connectTimeout: opts.connectTimeout } : {}) };
   const request: FrameOf<'exec'> | FrameOf<'shell'> =
-    command === undefined ? { t: 'shell', target, ...(pty ?? {}), ...env } : { t: 'exec', target, command, ...(pty ? { pty: true, ...pty } : {}), ...env };
+    command === undefined ? { t: 'shell', target, ...(pty ?? {}), ...(opts.pty === false ? { pty: false } : {}), ...env } : { t: 'exec', target, command, ...(pty ? { pty: true, ...pty } : {}), ...env };
   return new BurrowProcess(conn, request);
 }
 

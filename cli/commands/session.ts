@@ -5,6 +5,8 @@ import { constants as osConstants } from 'node:os';
 import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import { spawn } from '../../shared/lib.js';
+import { readAliases } from '../../shared/aliases.js';
+import { aliasCandidate, parseTarget } from '../../shared/target.js';
 import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
 
@@ -13,62 +15,197 @@ export interface SessionSpec {
   /** undefined: a login shell. */
   command?: string;
   pty: boolean;
+  /** Seconds to wait for the connection (ssh -o ConnectTimeout). */
+  connectTimeout?: number;
+  /** Env names sent besides LANG and LC_* (ssh -o SendEnv). */
+  sendEnv?: string[];
+  /** What ~# lists besides the session itself. */
+  forwards?: { conn: IpcConnection; text: string }[];
+  verbose?: boolean;
 }
 
-/** `ssh TARGET [-t|-T] [CMD...]`; options may come before or after TARGET, as with ssh. */
-export async function sshCommand(ctx: CliContext, args: string[]): Promise<number> {
-  let forcePty: boolean | undefined;
-  let target: string | undefined;
-  let noCommand = false;
-  const forwards: { type: ForwardType; spec: string }[] = [];
-  const rest: string[] = [];
+export const SSH_USAGE = 'usage: burrow ssh TARGET [-t|-T] [-N] [-v] [-p PORT] [-l USER] [-o OPTION=VALUE] [-L spec] [-R spec] [-D [bind:]port] [CMD...]';
+
+/**
+ * The OpenSSH client options burrow honours with -o (case-insensitive names, as ssh reads them).
+ * Accepted only where the value means what it does for ssh; the rest are refused by name.
+ */
+const SSH_OPTIONS = ['ConnectTimeout', 'User', 'Port', 'RequestTTY', 'SendEnv', 'StrictHostKeyChecking', 'BatchMode', 'ServerAliveInterval', 'ServerAliveCountMax', 'LogLevel'] as const;
+export const SSH_OPTION_NAMES: readonly string[] = SSH_OPTIONS;
+
+interface SshArgs {
+  target?: string;
+  rest: string[];
+  forcePty?: boolean;
+  noCommand: boolean;
+  port?: number;
+  user?: string;
+  connectTimeout?: number;
+  sendEnv: string[];
+  verbose: boolean;
+  help: boolean;
+  forwards: { type: ForwardType; spec: string }[];
+}
+
+function positiveInt(what: string, v: string): number {
+  if (!/^\d{1,6}$/.test(v) || Number(v) === 0) usage(`burrow ssh: ${what} takes a whole number of seconds or a port, got ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** One `-o Key=Value` (or `Key Value`), applied to the parsed arguments. */
+function applyOption(a: SshArgs, text: string): void {
+  const m = /^\s*([A-Za-z]+)\s*(?:=|\s)\s*(.*?)\s*$/.exec(text);
+  if (!m) usage(`burrow ssh: -o ${JSON.stringify(text)} is not Key=Value`);
+  const key = SSH_OPTIONS.find((k) => k.toLowerCase() === (m[1] as string).toLowerCase());
+  const value = m[2] as string;
+  switch (key) {
+    case 'ConnectTimeout':
+      a.connectTimeout = positiveInt('ConnectTimeout', value);
+      return;
+    case 'User':
+      a.user = value;
+      return;
+    case 'Port':
+      a.port = positiveInt('Port', value);
+      return;
+    case 'RequestTTY': {
+      const v = value.toLowerCase();
+      if (v === 'yes' || v === 'force') a.forcePty = true;
+      else if (v === 'no') a.forcePty = false;
+      else if (v === 'auto') a.forcePty = undefined;
+      else usage(`burrow ssh: RequestTTY takes yes, no, force or auto, got ${JSON.stringify(value)}`);
+      return;
+    }
+    case 'SendEnv':
+      a.sendEnv.push(...value.split(/[\s,]+/).filter(Boolean));
+      return;
+    case 'StrictHostKeyChecking': {
+      // burrow always checks: an endpoint id is its host key, and new TCP hosts are recorded (accept-new).
+      const v = value.toLowerCase();
+      if (v !== 'yes' && v !== 'accept-new') usage(`burrow ssh: StrictHostKeyChecking=${value} is not supported: burrow always checks host keys (yes and accept-new are what it does)`);
+      return;
+    }
+    case 'BatchMode':
+    case 'ServerAliveInterval':
+    case 'ServerAliveCountMax':
+    case 'LogLevel':
+      // Accepted and moot: burrow never prompts, probes every connection every 3 s, logs in burrowd.
+      return;
+    default:
+      usage(`burrow ssh: -o ${m[1]} is not supported (burrow takes ${SSH_OPTIONS.join(', ')})`);
+  }
+}
+
+/** Flags that take a value, attached (-p22, -oUser=x, -L8080:h:80) or as the next word. */
+const VALUE_FLAGS = new Set(['-L', '-R', '-D', '-p', '-l', '-o']);
+
+export function parseSshArgs(args: string[]): SshArgs {
+  const a: SshArgs = { rest: [], noCommand: false, sendEnv: [], verbose: false, help: false, forwards: [] };
   for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (target !== undefined && rest.length > 0) {
-      rest.push(a);
+    const w = args[i] as string;
+    if (a.target !== undefined && a.rest.length > 0) {
+      a.rest.push(w);
       continue;
     }
-    const fwd = FORWARD_FLAGS[a];
-    if (fwd) {
-      const spec = args[++i];
-      if (spec === undefined) usage(`burrow ssh: ${a} needs a spec`);
-      forwards.push({ type: fwd, spec });
-    } else if (a === '-t') forcePty = true;
-    else if (a === '-T') forcePty = false;
-    else if (a === '-N') noCommand = true;
-    else if (a === '--') {
-      rest.push(...args.slice(i + 1));
+    if (w === '--') {
+      a.rest.push(...args.slice(i + 1));
       break;
-    } else if (a.startsWith('-') && target === undefined) usage(`burrow ssh: unknown option ${a}`);
-    else if (target === undefined) target = a;
-    else rest.push(a);
+    }
+    if (w === '-h' || w === '--help') {
+      a.help = true;
+      return a;
+    }
+    const flag = w.slice(0, 2);
+    if (w.startsWith('-') && VALUE_FLAGS.has(flag)) {
+      const value = w.length > 2 ? w.slice(2) : args[++i];
+      if (value === undefined) usage(`burrow ssh: ${flag} needs a value`);
+      const fwd = FORWARD_FLAGS[flag];
+      if (fwd) a.forwards.push({ type: fwd, spec: value });
+      else if (flag === '-p') a.port = positiveInt('-p', value);
+      else if (flag === '-l') a.user = value;
+      else applyOption(a, value);
+      continue;
+    }
+    if (/^-[tTNvq]+$/.test(w)) {
+      // Single-letter switches may be grouped, as with ssh (-tt, -Nv).
+      for (const c of w.slice(1)) {
+        if (c === 't') a.forcePty = true;
+        else if (c === 'T') a.forcePty = false;
+        else if (c === 'N') a.noCommand = true;
+        else if (c === 'v') a.verbose = true;
+      }
+      continue;
+    }
+    if (w.startsWith('-')) usage(`burrow ssh: unknown option ${w}`);
+    if (a.target === undefined) a.target = w;
+    else a.rest.push(w);
   }
-  if (target === undefined) usage('usage: burrow ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]');
+  return a;
+}
+
+/** TARGET with -l USER and -p PORT folded in (a user or port written in TARGET wins, as in ssh). */
+export function effectiveTarget(target: string, user: string | undefined, port: number | undefined, isAlias: (name: string) => boolean): string {
+  let t = target;
+  if (port !== undefined) {
+    const parsed = parseTarget(target);
+    const name = aliasCandidate(parsed);
+    if (name !== undefined && isAlias(name)) usage(`burrow ssh: -p ${port} applies to host[:port] targets; ${name} is an alias, whose address says where it is`);
+    if (parsed.kind !== 'tcp') usage(`burrow ssh: -p ${port} applies to host[:port] targets; ${target} is reached by its endpoint id`);
+    if (parsed.port === undefined) t = `${t.includes(':') && !t.startsWith('[') ? `[${t}]` : t}:${port}`;
+  }
+  if (user !== undefined && !t.includes('@')) t = `${user}@${t}`;
+  return t;
+}
+
+/** `ssh TARGET [options] [CMD...]`; options may come before or after TARGET, as with ssh. */
+export async function sshCommand(ctx: CliContext, args: string[]): Promise<number> {
+  const a = parseSshArgs(args);
+  if (a.help) {
+    process.stdout.write(SSH_USAGE + '\n');
+    return 0;
+  }
+  if (a.target === undefined) usage(SSH_USAGE);
+  const target = effectiveTarget(a.target, a.user, a.port, (name) => name in readAliases(ctx.state));
+  const debug = (msg: string): void => {
+    if (a.verbose) process.stderr.write(`debug1: ${msg}\r\n`);
+  };
+  debug(`burrow ssh to ${target} through the daemon at ${ctx.socket}`);
   // Each forward is held by its own daemon connection: they all go when this process does.
-  const held: IpcConnection[] = [];
-  for (const f of forwards) {
+  const held: { conn: IpcConnection; text: string }[] = [];
+  for (const f of a.forwards) {
     const h = await requestForward(ctx, target, f.type, f.spec, false);
-    held.push(h.conn);
+    held.push({ conn: h.conn, text: describeForward(h.status) });
     process.stderr.write(`burrow: forwarding ${describeForward(h.status)}\n`);
   }
-  if (noCommand) {
-    if (forwards.length === 0) usage('burrow ssh -N: nothing to do without -L, -R or -D');
-    // No command: hold the forwards until interrupted (or the daemon goes away).
+  if (a.noCommand) {
+    if (a.forwards.length === 0) usage('burrow ssh -N: nothing to do without -L, -R or -D');
+    // No command: hold the forwards until interrupted (or the daemon goes away). Like ssh, a
+    // signal ends it with 255, quietly.
     return new Promise((resolve) => {
       const stop = (): void => {
-        for (const c of held) c.close();
-        resolve(0);
+        for (const c of held) c.conn.close();
+        resolve(255);
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      for (const c of held) c.once('close', () => resolve(255));
+      process.once('SIGHUP', stop);
+      for (const c of held) c.conn.once('close', () => resolve(255));
     });
   }
-  const command = rest.length > 0 ? rest.join(' ') : undefined;
+  const command = a.rest.length > 0 ? a.rest.join(' ') : undefined;
   // Like ssh: a PTY for an interactive shell on a terminal, or when asked with -t.
-  const pty = forcePty ?? (command === undefined && process.stdin.isTTY === true);
-  const code = await runSession(ctx, { target, ...(command !== undefined ? { command } : {}), pty });
-  for (const c of held) c.close();
+  const pty = a.forcePty ?? (command === undefined && process.stdin.isTTY === true);
+  debug(`${command === undefined ? 'shell' : 'command'}, ${pty ? 'with' : 'without'} a PTY`);
+  const code = await runSession(ctx, {
+    target,
+    ...(command !== undefined ? { command } : {}),
+    pty,
+    ...(a.connectTimeout !== undefined ? { connectTimeout: a.connectTimeout } : {}),
+    sendEnv: a.sendEnv,
+    forwards: held,
+    verbose: a.verbose,
+  });
+  for (const c of held) c.conn.close();
   return code;
 }
 
@@ -85,18 +222,40 @@ function signalExit(name: string): number {
   return n !== undefined ? 128 + n : 255;
 }
 
-/** Turn `~.` and `~~` at the start of a line into a disconnect and a literal `~` (OpenSSH's escapes). */
+/** What an escape asks for; `send` is always the bytes that go on to the remote. */
+type EscapeAction = 'disconnect' | 'help' | 'channels' | 'background' | 'command' | 'suspend';
+
+const ESCAPE_KEYS: Record<number, EscapeAction> = { 0x2e: 'disconnect', 0x3f: 'help', 0x23: 'channels', 0x26: 'background', 0x43: 'command', 0x1a: 'suspend' };
+
+export const ESCAPE_HELP = [
+  'Supported escape sequences:',
+  ' ~.   - terminate connection',
+  ' ~&   - background burrow (forwarded connections already open run on in the daemon)',
+  ' ~#   - list forwarded connections',
+  ' ~?   - this message',
+  ' ~~   - send the escape character by typing it twice',
+  '(Note that escapes are only recognized immediately after newline.)',
+  'Not supported: ~C (use burrow forward add|cancel), ~R, ~V, ~v, ~B, ~^Z.',
+].join('\r\n');
+
+/** OpenSSH's escapes after a newline: `~.`, `~?`, `~#`, `~&`, `~C`, and `~~` for a literal `~`. */
 class EscapeFilter {
   private atLineStart = true;
   private pendingTilde = false;
 
-  /** Returns the bytes to send, and whether the user asked to disconnect. */
-  filter(chunk: Buffer): { out: Buffer; disconnect: boolean } {
+  /** The bytes to send, and the escapes typed in this chunk, in order. */
+  filter(chunk: Buffer): { out: Buffer; actions: EscapeAction[] } {
     const out: number[] = [];
+    const actions: EscapeAction[] = [];
     for (const b of chunk) {
       if (this.pendingTilde) {
         this.pendingTilde = false;
-        if (b === 0x2e /* . */) return { out: Buffer.from(out), disconnect: true };
+        const action = ESCAPE_KEYS[b];
+        if (action) {
+          actions.push(action);
+          if (action === 'disconnect' || action === 'background') return { out: Buffer.from(out), actions };
+          continue;
+        }
         if (b === 0x7e /* ~ */) {
           out.push(0x7e);
           this.atLineStart = false;
@@ -110,8 +269,19 @@ class EscapeFilter {
       out.push(b);
       this.atLineStart = b === 0x0d || b === 0x0a;
     }
-    return { out: Buffer.from(out), disconnect: false };
+    return { out: Buffer.from(out), actions };
   }
+}
+
+/** LANG and every LC_* (the host's built-in allowlist), plus the names asked for with SendEnv. */
+export function sessionEnv(env: NodeJS.ProcessEnv, extra: readonly string[] = []): Record<string, string> {
+  const out: Record<string, string> = {};
+  const patterns = extra.map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`));
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || v === '') continue;
+    if (k === 'LANG' || k.startsWith('LC_') || patterns.some((p) => p.test(k))) out[k] = v;
+  }
+  return out;
 }
 
 export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<number> {
@@ -120,15 +290,12 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
   const stdout = process.stdout;
   const interactive = spec.pty && stdin.isTTY === true;
   const size = (): { cols: number; rows: number } => ({ cols: stdout.columns || 80, rows: stdout.rows || 24 });
-  const env: Record<string, string> = {};
-  for (const k of ['LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES']) {
-    const v = process.env[k];
-    if (v) env[k] = v;
-  }
+  const env = sessionEnv(process.env, spec.sendEnv);
   const p = await spawn(spec.target, spec.command, {
     connection,
     env,
-    ...(spec.pty ? { pty: { term: process.env['TERM'] || 'xterm-256color', ...size() } } : {}),
+    pty: spec.pty ? { term: process.env['TERM'] || 'xterm-256color', ...size() } : false,
+    ...(spec.connectTimeout !== undefined ? { connectTimeout: spec.connectTimeout } : {}),
   });
 
   const restore: (() => void)[] = [];
@@ -165,11 +332,28 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
       let data = chunk;
       if (escapes) {
         const r = escapes.filter(chunk);
-        if (r.disconnect) {
-          p.disconnect();
-          return finish(255, `\r\nConnection to ${spec.target} closed.\r\n`);
-        }
         data = r.out;
+        for (const action of r.actions) {
+          if (action === 'disconnect') {
+            p.disconnect();
+            return finish(255, `\r\nConnection to ${spec.target} closed.\r\n`);
+          }
+          if (action === 'background') {
+            // As ssh's ~&: take no new forwarded connections; those open run on in the daemon (it
+            // holds their channels) while this process ends, the session after an EOF as ssh's child does.
+            if (data.length > 0) p.stdin.write(data);
+            for (const f of spec.forwards ?? []) f.conn.close();
+            p.stdin.end(() => p.disconnect());
+            return finish(0, '~& [backgrounded]\r\n');
+          }
+          if (action === 'help') process.stderr.write(`~?\r\n${ESCAPE_HELP}\r\n`);
+          else if (action === 'channels') {
+            const lines = [`  #0 session: ${spec.command === undefined ? 'shell' : `command ${JSON.stringify(spec.command.slice(0, 60))}`} on ${spec.target}${spec.pty ? ' (PTY)' : ''}`];
+            (spec.forwards ?? []).forEach((f, i) => lines.push(`  #${i + 1} forward ${f.text}`));
+            process.stderr.write(`~#\r\nThe following connections are open:\r\n${lines.join('\r\n')}\r\n`);
+          } else if (action === 'command') process.stderr.write('~C\r\ncommands are not supported: use burrow forward add|cancel from another shell\r\n');
+          else if (action === 'suspend') process.stderr.write('~^Z\r\nsuspending is not supported\r\n');
+        }
       }
       if (!p.stdin.write(data)) {
         stdin.pause();

@@ -2,7 +2,8 @@
 // known_hosts file with each alias's host key (its endpoint id), so strict checking passes with no
 // first-use prompt. `burrow alias add` keeps that file current.
 
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { readAliases } from '../../shared/aliases.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../shared/fsutil.js';
@@ -38,6 +39,10 @@ const quote = (s: string): string => (/^[A-Za-z0-9_./-]+$/.test(s) ? s : `'${s.r
 export function sshConfigCommand(ctx: CliContext, args: string[]): Promise<number> {
   if (args.length > 0) usage('usage: burrow ssh-config   (append its output to ~/.ssh/config)');
   const knownHosts = writeSshKnownHosts(ctx.state);
+  // ssh keeps its own files in ~/.ssh, and `>> ~/.ssh/config` needs the directory: make it as ssh would
+  // (an existing one is left as it is).
+  const dotSsh = join(homedir(), '.ssh');
+  if (!existsSync(dotSsh)) mkdirSync(dotSsh, { mode: 0o700 });
   const env = [process.env['BURROW_SOCKET'] ? `BURROW_SOCKET=${quote(ctx.socket)}` : '', process.env['BURROW_STATE'] ? `BURROW_STATE=${quote(ctx.state)}` : ''].filter(Boolean);
   // The native client when built: every ssh, scp, rsync or git run starts one proxy, and Node's
   // start-up would be paid each time. Otherwise this Node by its full path, which works without PATH.

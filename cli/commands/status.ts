@@ -1,7 +1,37 @@
 // burrow status, check and disconnect: read or change what the daemon holds.
 
+import { readAliases } from '../../shared/aliases.js';
+import { parseTarget } from '../../shared/target.js';
+import { ticketEndpointId } from '../../shared/ticket.js';
 import { ask, usage, type CliContext } from '../context.js';
 import { humanBytes } from '../format.js';
+
+/** The alias a connection is known by: its endpoint id, or host:port, found in the alias book. */
+function aliasFinder(state: string): (c: Record<string, unknown>) => string | undefined {
+  const byKey = new Map<string, string>();
+  let book: Record<string, string> = {};
+  try {
+    book = readAliases(state);
+  } catch {
+    // an unreadable book names nothing
+  }
+  for (const [name, value] of Object.entries(book)) {
+    try {
+      const t = parseTarget(value);
+      if (t.kind === 'endpoint') byKey.set(t.id, name);
+      else if (t.kind === 'ticket') byKey.set(ticketEndpointId(t.ticket), name);
+      else if (t.kind === 'tcp') byKey.set(`${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port ?? 22}`, name);
+    } catch {
+      // not a target: no connection can match it
+    }
+  }
+  return (c) => {
+    if (typeof c['target'] === 'string' && c['target'] in book) return c['target'];
+    if (typeof c['endpointId'] === 'string' && byKey.has(c['endpointId'])) return byKey.get(c['endpointId']);
+    const key = typeof c['key'] === 'string' ? c['key'] : '';
+    return byKey.get(key.slice(key.lastIndexOf('@') + 1));
+  };
+}
 
 function duration(s: number): string {
   if (s < 60) return `${s}s`;
@@ -16,6 +46,11 @@ export async function statusCommand(ctx: CliContext, args: string[]): Promise<nu
   const json = args.includes('--json');
   if (args.some((a) => a !== '--json')) usage('usage: burrow status [--json]');
   const r = await ask(ctx, { t: 'status' });
+  const aliasOf = aliasFinder(ctx.state);
+  for (const c of (Array.isArray(r['connections']) ? r['connections'] : []) as Record<string, unknown>[]) {
+    const a = aliasOf(c);
+    if (a !== undefined) c['alias'] = a;
+  }
   if (json) {
     process.stdout.write(JSON.stringify(r, null, 2) + '\n');
     return 0;
@@ -34,7 +69,8 @@ export async function statusCommand(ctx: CliContext, args: string[]): Promise<nu
     lines.push('', ['TARGET', 'PATH', 'RTT', 'CHANNELS', 'IDLE', 'IN', 'OUT'].join('\t'));
     for (const c of conns) {
       const rtt = typeof c['rttMs'] === 'number' ? `${c['rttMs']}ms` : '-';
-      lines.push([str(c['target']), `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), humanBytes(num(c['bytesIn'])), humanBytes(num(c['bytesOut']))].join('\t'));
+      const name = c['alias'] !== undefined && c['alias'] !== c['target'] ? `${str(c['alias'])} (${str(c['target']).slice(0, 20)}${str(c['target']).length > 20 ? '...' : ''})` : str(c['target']);
+      lines.push([name, `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), humanBytes(num(c['bytesIn'])), humanBytes(num(c['bytesOut']))].join('\t'));
     }
   }
   process.stdout.write(lines.join('\n') + '\n');

@@ -38,7 +38,12 @@ function which(cmd: string): string | undefined {
 
 function systemctl(p: Plan, args: string[]): void {
   const r = spawnSync('systemctl', [...(p.user ? ['--user'] : []), ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new BurrowError(ErrorCodes.IoError, `systemctl ${p.user ? '--user ' : ''}${args.join(' ')} failed: ${(r.stderr || r.error?.message || '').trim()}`);
+  if (r.status === 0) return;
+  const why = (r.stderr || r.error?.message || '').trim().split('\n')[0] ?? '';
+  if (/connect to bus|DBUS_SESSION_BUS_ADDRESS|XDG_RUNTIME_DIR/.test(why)) {
+    throw new BurrowError(ErrorCodes.IoError, `no systemd ${p.user ? 'user ' : ''}bus here (systemctl: ${why}); nothing was installed: use burrow daemon start, or log in to a session with systemd${p.user ? ' --user' : ''}`);
+  }
+  throw new BurrowError(ErrorCodes.IoError, `systemctl ${p.user ? '--user ' : ''}${args.join(' ')} failed: ${why}`);
 }
 
 export function systemCommand(_ctx: CliContext, args: string[]): Promise<number> {
@@ -53,10 +58,19 @@ export function systemCommand(_ctx: CliContext, args: string[]): Promise<number>
       for (const u of p.units) process.stdout.write(`# ${join(p.dir, u)}\n${renderUnit(u)}\n`);
       return Promise.resolve(0);
     }
+    const made = !existsSync(p.dir) ? p.dir : undefined;
     mkdirSync(p.dir, { recursive: true });
+    const written = p.units.filter((u) => !existsSync(join(p.dir, u)));
     for (const u of p.units) writeFileSync(join(p.dir, u), renderUnit(u), { mode: 0o644 });
+    try {
+      systemctl(p, ['daemon-reload']);
+    } catch (err) {
+      // Nothing half-installed: the units this run added go again (and the directory it made).
+      for (const u of written) rmSync(join(p.dir, u), { force: true });
+      if (made) rmSync(made, { recursive: true, force: true });
+      throw err;
+    }
     process.stdout.write(`wrote ${p.units.map((u) => join(p.dir, u)).join(', ')}\n`);
-    systemctl(p, ['daemon-reload']);
     systemctl(p, ['enable', '--now', ...p.enable]);
     process.stdout.write(`enabled and started ${p.enable.join(', ')}\n`);
     return Promise.resolve(0);

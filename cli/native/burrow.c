@@ -400,6 +400,15 @@ static void encode_hello(buf_t *out) {
   frame_end(out, at);
 }
 
+extern char **environ;
+
+/* "LANG=..." or "LC_x=..." with a non-empty value. */
+static int is_locale_var(const char *kv) {
+  const char *eq = strchr(kv, '=');
+  if (!eq || eq[1] == 0) return 0;
+  return (eq - kv == 4 && !strncmp(kv, "LANG", 4)) || !strncmp(kv, "LC_", 3);
+}
+
 static void encode_request(buf_t *out, int op, const char *target, const char *command) {
   size_t at = frame_begin(out);
   if (op == OP_PROXY) {
@@ -409,13 +418,11 @@ static void encode_request(buf_t *out, int op, const char *target, const char *c
     mp_str(out, "target");
     mp_str(out, target);
   } else {
-    /* The same locale variables the Node CLI passes (cli/commands/session.ts). */
-    static const char *const LOCALE[] = {"LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES"};
+    /* The same locale variables the Node CLI passes (sessionEnv in cli/commands/session.ts):
+     * LANG and every LC_*, the host's built-in allowlist. */
     uint32_t nenv = 0;
-    for (size_t i = 0; i < 4; i++) {
-      const char *v = getenv(LOCALE[i]);
-      if (v && *v) nenv++;
-    }
+    for (char **e = environ; *e; e++)
+      if (is_locale_var(*e)) nenv++;
     mp_map(out, 4);
     mp_str(out, "t");
     mp_str(out, "exec");
@@ -425,12 +432,11 @@ static void encode_request(buf_t *out, int op, const char *target, const char *c
     mp_str(out, command);
     mp_str(out, "env");
     mp_map(out, nenv);
-    for (size_t i = 0; i < 4; i++) {
-      const char *v = getenv(LOCALE[i]);
-      if (v && *v) {
-        mp_str(out, LOCALE[i]);
-        mp_str(out, v);
-      }
+    for (char **e = environ; *e; e++) {
+      if (!is_locale_var(*e)) continue;
+      size_t n = (size_t)(strchr(*e, '=') - *e);
+      mp_strn(out, *e, n);
+      mp_str(out, *e + n + 1);
     }
   }
   frame_end(out, at);

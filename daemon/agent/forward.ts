@@ -7,7 +7,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Client as SshClient, ClientChannel, TcpConnectionDetails, UNIXConnectionDetails } from 'ssh2';
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
-import { forwardText, placeText, type ForwardSpec, type Place } from '../../shared/forward.js';
+import { cancelCandidates, forwardText, placeText, sameForward, type ForwardSpec, type Place } from '../../shared/forward.js';
 import type { ForwardStatus } from '../../shared/status.js';
 import { splice } from '../host/forwarding.js';
 import type { Logger } from '../log.js';
@@ -105,11 +105,17 @@ export class ForwardManager {
     return f.status();
   }
 
-  /** Cancel by id or by spec text; returns how many were cancelled. */
+  /** Cancel by id, or by spec as typed at add or as listed (see cancelCandidates); returns how many. */
   cancel(which: string): number {
+    const byId = this.forwards.get(which.trim());
+    if (byId) {
+      this.remove(byId);
+      return 1;
+    }
+    const specs = cancelCandidates(which);
     let n = 0;
     for (const f of [...this.forwards.values()]) {
-      if (f.id === which || forwardText(f.spec) === which || forwardText(f.spec).slice(3) === which) {
+      if (specs.some((s) => sameForward(s, f.spec))) {
         this.remove(f);
         n++;
       }
@@ -128,10 +134,11 @@ export class ForwardManager {
     const t = this.retry.get(f.id);
     if (t) clearTimeout(t);
     if (f.held && !f.held.dead) {
-      if (f.spec.type === 'remote' && f.remoteBind) {
+      // The host closes its listener (and removes a socket file) as the held connection stays up.
+      if (f.spec.type === 'remote') {
         const c = f.held.client;
         if (f.spec.listen.kind === 'unix') c.openssh_unforwardInStreamLocal(f.spec.listen.path, () => undefined);
-        else c.unforwardIn(f.remoteBind.addr, f.remoteBind.port, () => undefined);
+        else if (f.remoteBind) c.unforwardIn(f.remoteBind.addr, f.remoteBind.port, () => undefined);
       }
       this.pool.hold(f.held, -1);
     }

@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { OpenedSession, Pool, PooledConnection, SessionRequest } from './pool.js';
 import { resolveTarget } from './resolve.js';
 import { INFO_SUBSYSTEM } from '../host/info.js';
+import { withTimeout } from '../timeout.js';
 
 export interface AgentContext {
   pool: Pool;
@@ -24,9 +25,12 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
   session.pause();
 
   const target = await resolveTarget(req.target, ctx.state, ctx.defaultUser);
-  const conn = await ctx.pool.get(target);
+  // The pool goes on connecting after a ConnectTimeout (another request may use it); this one stops waiting.
+  const wait = req.connectTimeout;
+  const conn = await (wait === undefined ? ctx.pool.get(target) : withTimeout(ctx.pool.get(target), wait * 1000, ErrorCodes.ConnectTimeout, `no connection to ${target.label} within ${wait} s (ConnectTimeout)`));
   if (session.closed) return ctx.pool.touch(conn);
-  const wantPty = req.t === 'shell' || req.pty === true;
+  // The client decides, as ssh does (-t, -T, stdin a terminal or not); an old client's shell gets one.
+  const wantPty = req.pty ?? req.t === 'shell';
   const sreq: SessionRequest = {
     ...(req.t === 'exec' ? { command: req.command } : {}),
     ...(wantPty ? { pty: { term: req.term ?? 'xterm-256color', cols: req.cols ?? 80, rows: req.rows ?? 24 } } : {}),

@@ -16,7 +16,7 @@ export async function resolveTarget(spec: string, state: string, defaultUser: st
       const user = t.user ?? inner.user;
       t = { ...inner, ...(user !== undefined ? { user } : {}) };
     } else if (t.kind === 'alias') {
-      throw new BurrowError(ErrorCodes.UnknownTarget, `no alias named ${JSON.stringify(name)} (see burrow alias list)`);
+      throw new BurrowError(ErrorCodes.UnknownTarget, `no alias or host named ${JSON.stringify(name)} (burrow alias list shows the aliases)`);
     }
   }
   const user = t.user ?? defaultUser;

@@ -253,7 +253,7 @@ export class Host {
           };
           openSessions.add(end);
           const session = accept();
-          serveSession(session, { user: this.user, remote, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) }, () => {
+          serveSession(session, { user: this.user, remote, local: this.opts.identity.endpointId, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) }, () => {
             openSessions.delete(end);
             end();
           });

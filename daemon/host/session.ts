@@ -21,8 +21,10 @@ export interface SessionUser {
 
 export interface SessionContext {
   user: SessionUser;
-  /** Who is on the other end, for the audit log. */
+  /** Who is on the other end (its endpoint id), for the audit log and SSH_CLIENT. */
   remote: string;
+  /** This host's endpoint id, for SSH_CONNECTION. */
+  local?: string;
   /** Extra env names accepted besides LANG, LC_* and TERM. */
   acceptEnv: readonly string[];
   log: Logger;
@@ -172,9 +174,12 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       SHELL: ctx.user.shell,
       PATH: ctx.user.path,
       BURROW_REMOTE: ctx.remote,
+      // As sshd sets them, with endpoint ids where sshd has addresses and 0 for the ports.
+      SSH_CLIENT: `${ctx.remote} 0 0`,
+      SSH_CONNECTION: `${ctx.remote} 0 ${ctx.local ?? '0'} 0`,
       ...env,
     };
-    const args = command === undefined ? ['-l'] : shellArgs(command);
+    let args = command === undefined ? ['-l'] : shellArgs(command);
     const began = Date.now();
     const kind = command === undefined ? 'shell' : 'exec';
     const logged = { event: 'session_start', remote: ctx.remote, kind, command: command?.slice(0, 200), pty: pty !== undefined };
@@ -209,7 +214,9 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
 
     if (pty) {
       childEnv['TERM'] = pty.term;
-      const p = nodePty.spawn(ctx.user.shell, args, { name: pty.term, cols: pty.cols, rows: pty.rows, cwd: ctx.user.home, env: childEnv, encoding: null });
+      // SSH_TTY names the PTY, known only in the child: a small sh sets it, then becomes the shell.
+      args = ['-c', 'SSH_TTY=$(tty) && export SSH_TTY; exec "$0" "$@"', ctx.user.shell, ...args];
+      const p = nodePty.spawn('/bin/sh', args, { name: pty.term, cols: pty.cols, rows: pty.rows, cwd: ctx.user.home, env: childEnv, encoding: null });
       proc = { pid: p.pid, resize: (c, r) => c > 0 && r > 0 && p.resize(c, r) };
       let resolveDone!: () => void;
       ctx.track({ pid: p.pid, done: new Promise<void>((r) => (resolveDone = r)) });

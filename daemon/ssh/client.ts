@@ -59,7 +59,7 @@ export function connectSsh(opts: SshConnectOptions): Promise<SshClient> {
       if (hostKeyError) return fail(hostKeyError);
       if (streamError) return fail(streamError);
       if (err.level === 'client-authentication') return fail(new BurrowError(ErrorCodes.AuthRejected, 'the server refused every key offered', { cause: err }));
-      if (/Timed out while waiting for handshake/.test(err.message)) return fail(new BurrowError(ErrorCodes.ConnectTimeout, 'SSH handshake timed out', { cause: err }));
+      if (/Timed out while waiting for handshake/.test(err.message)) return fail(new BurrowError(ErrorCodes.ConnectTimeout, `no SSH handshake within ${Math.round((opts.readyTimeoutMs ?? 20_000) / 1000)} s`, { cause: err }));
       fail(err instanceof BurrowError ? err : new BurrowError(ErrorCodes.ConnectFailed, `SSH: ${firstLine(err.message)}`, { cause: err }));
     });
     client.once('close', () => fail(streamError ?? hostKeyError ?? new BurrowError(ErrorCodes.Disconnected, 'connection closed during SSH handshake')));

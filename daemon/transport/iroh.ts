@@ -73,20 +73,24 @@ const APP_CLOSE = /ApplicationClose \{ error_code: (\d+), reason: b"((?:[^"\\]|\
 const CLOSED_BY_PEER = /closed by peer: (.*) \(code (\d+)\)/;
 
 /** Turn iroh's anyhow text (with its backtrace) into a typed error with one line of message. */
-export function irohError(err: unknown, fallback: ErrorCode, context: string): BurrowError {
+export function irohError(err: unknown, fallback: ErrorCode, context: string, self?: string): BurrowError {
   if (err instanceof BurrowError) return err;
   const text = err instanceof Error ? err.message : String(err);
   const m = APP_CLOSE.exec(text);
-  if (m) return closeError(BigInt(m[1] ?? '0'), m[2] ?? '', context, err);
+  if (m) return closeError(BigInt(m[1] ?? '0'), m[2] ?? '', context, err, self);
   const c = CLOSED_BY_PEER.exec(text);
-  if (c) return closeError(BigInt(c[2] ?? '0'), c[1] ?? '', context, err);
+  if (c) return closeError(BigInt(c[2] ?? '0'), c[1] ?? '', context, err, self);
   if (/ConnectionLost|TimedOut|LocallyClosed|Reset/.test(text)) {
     return new BurrowError(ErrorCodes.Disconnected, `${context}: connection lost (${firstLine(text).slice(0, 120)})`, { cause: err });
   }
   return new BurrowError(fallback, `${context}: ${firstLine(text).slice(0, 200)}`, { cause: err });
 }
 
-function closeError(code: bigint, reason: string, context: string, cause: unknown): BurrowError {
+function closeError(code: bigint, reason: string, context: string, cause: unknown, self?: string): BurrowError {
+  // The host's endpoint check said no: tell the user the one command that fixes it.
+  if (code === CloseCode.Refused && self && /not authorized|no authorized endpoints/.test(reason)) {
+    return new BurrowError(ErrorCodes.PeerRefused, `this host has not authorized endpoint ${self}: on the host run \`burrow host authorize ${self}\``, { cause });
+  }
   if (code === CloseCode.Refused) return new BurrowError(ErrorCodes.PeerRefused, `${context}: refused by peer: ${reason}`, { cause });
   return new BurrowError(ErrorCodes.Disconnected, `${context}: closed by peer: ${reason || 'no reason given'}`, { cause });
 }
@@ -259,7 +263,7 @@ export class IrohConnection {
   /** A typed error for a failed operation, preferring the connection's own close reason. */
   errorFor(err: unknown, context: string): BurrowError {
     if (this.localReason !== undefined) return new BurrowError(ErrorCodes.Disconnected, `${context}: connection closed locally (${this.localReason})`);
-    return irohError(err, ErrorCodes.Disconnected, context);
+    return irohError(err, ErrorCodes.Disconnected, context, this.transport.endpointId);
   }
 }
 
@@ -373,7 +377,12 @@ export class IrohTransport {
     // PITFALL: connect() has no timeout of its own. A connection that arrives after we gave up is closed.
     const conn = await withTimeout(
       this.endpoint.connect(addr, ALPN_BYTES).catch((err: unknown) => {
-        throw irohError(err, ErrorCodes.ConnectFailed, `connect to ${short}`);
+        const e = irohError(err, ErrorCodes.ConnectFailed, `connect to ${short}`, this.endpointId);
+        // An id alone is dialable only through discovery or a relay; say so, not iroh's words.
+        if (e.code === ErrorCodes.ConnectFailed && peer.direct.length === 0 && !peer.relayUrl) {
+          throw new BurrowError(ErrorCodes.ConnectFailed, `no address is known for endpoint ${peer.id} (relay and discovery are disabled here, or found nothing): dial it by a ticket, which carries its addresses (\`burrow host ticket\` on that machine)`, { cause: err });
+        }
+        throw e;
       }),
       timeoutMs,
       ErrorCodes.ConnectTimeout,

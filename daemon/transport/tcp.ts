@@ -14,7 +14,8 @@ export function dialTcp(host: string, port: number, timeoutMs: number): Promise<
     }, timeoutMs);
     const onError = (err: NodeJS.ErrnoException): void => {
       clearTimeout(timer);
-      const code = err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' ? ErrorCodes.UnknownTarget : ErrorCodes.ConnectFailed;
+      if (err.code === 'ENOTFOUND') return reject(new BurrowError(ErrorCodes.UnknownTarget, `no alias or host named ${JSON.stringify(host)} (burrow alias list shows the aliases)`, { cause: err }));
+      const code = err.code === 'EAI_AGAIN' ? ErrorCodes.UnknownTarget : ErrorCodes.ConnectFailed;
       reject(new BurrowError(code, `connect to ${where}: ${err.code ?? err.message}`, { cause: err }));
     };
     sock.once('error', onError);

@@ -21,8 +21,10 @@ const SPECS = {
   error: { code: 'string', message: 'string' },
 
   // Requests, client -> daemon; one per connection.
-  exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
-  shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
+  // connectTimeout: seconds to wait for the connection (ssh -o ConnectTimeout); absent: the daemon's.
+  exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', connectTimeout: 'uint?' },
+  // pty: false asks for a shell with no PTY (ssh -T, or stdin not a terminal); absent means a PTY.
+  shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', pty: 'bool?', connectTimeout: 'uint?' },
   proxy: { target: 'string' },
   // src and dst: one is TARGET:path, the other an absolute local path.
   cp: { src: 'string', dst: 'string', recursive: 'bool?', preserve: 'bool?', resume: 'bool?', follow: 'bool?' },
@@ -35,6 +37,8 @@ const SPECS = {
   check: { target: 'string' },
   disconnect: { target: 'string' },
   stop: {},
+  // The entries of a remote directory, over the pooled connection's SFTP (shell completion).
+  ls: { target: 'string', path: 'string' },
 
   // Streams, both ways.
   stdin: { data: 'bytes' },

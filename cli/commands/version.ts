@@ -1,0 +1,23 @@
+// burrow version (also -V, --version): this client's version, and the daemon's when one answers.
+// It never starts a daemon.
+
+import { readFileSync } from 'node:fs';
+import { IpcConnection } from '../../shared/ipc/client.js';
+import { PACKAGE_ROOT, type CliContext } from '../context.js';
+
+export function cliVersion(): string {
+  return (JSON.parse(readFileSync(new URL('package.json', PACKAGE_ROOT), 'utf8')) as { version: string }).version;
+}
+
+export async function versionCommand(ctx: CliContext, _args: string[]): Promise<number> {
+  process.stdout.write(`burrow ${cliVersion()}\n`);
+  try {
+    const c = await IpcConnection.connect({ socket: ctx.socket, timeoutMs: 1000 });
+    const r = await c.request({ t: 'status' });
+    const d = (r['daemon'] ?? {}) as Record<string, unknown>;
+    process.stdout.write(`burrowd ${String(d['version'])} (pid ${String(d['pid'])}, ${ctx.socket})\n`);
+  } catch {
+    // no daemon (or one that speaks another protocol): the client's version is the answer
+  }
+  return 0;
+}
