@@ -334,7 +334,7 @@ class Copier {
         const p = this.dst.join(dir, n);
         const o = old ? null : await this.dst.openExisting(p);
         if (o) old = { path: p, ...o };
-        else stale.push(p);
+        else if ((await this.dst.meta(p, false))?.kind === 'file') stale.push(p); // a link there is left alone
       }
     }
     let source: Endpoint;
