@@ -3,12 +3,13 @@
 // name the destination the user gave. Real agent and host daemons on loopback.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { globRegex, homeRelative, isPartOf, tempName } from '../daemon/agent/cp.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { startSshd, type RunningSshd } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
 
@@ -187,5 +188,47 @@ describe('burrow cp like scp', () => {
     expect(dir.code).toBe(1);
     expect(dir.stderr).toBe('burrow: IoError: box:adir/a.txt: is a directory\n');
     expect(execFileSync('ls', ['-A', join(host.home, 'adir')], { encoding: 'utf8' })).toBe('a.txt\n');
+  });
+});
+
+describe('burrow cp against OpenSSH\'s sftp-server (a real sshd over TCP)', () => {
+  let sshd: RunningSshd;
+  let agent: RunningDaemon;
+  let work: string;
+  beforeAll(async () => {
+    sshd = await startSshd();
+    agent = await startDaemon();
+    appendFileSync(sshd.authorizedKeysPath, endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()) + '\n');
+    work = join(agent.dir, 'work');
+    mkdirSync(work);
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await sshd?.stop();
+  });
+
+  it('uploads with exclusive part files, resumes, re-copies links and expands globs', async () => {
+    const box = `${sshd.user}@127.0.0.1:${sshd.port}`;
+    const remote = join(sshd.dir, 'files');
+    const tree = join(work, 'files');
+    mkdirSync(tree);
+    writeFileSync(join(tree, 'a.log'), 'a\n', { mode: 0o640 });
+    writeFileSync(join(tree, 'b.log'), 'b\n');
+    symlinkSync('a.log', join(tree, 'link'));
+    for (let round = 0; round < 2; round++) {
+      // Into the parent both times: the second copy lands on the first, links and all.
+      const up = await runCli(agent.cliEnv, ['cp', '-rp', '--resume', tree, `${box}:${sshd.dir}/`], { timeoutMs: 60_000 });
+      expect(up.stderr).toBe('');
+      expect(up.code).toBe(0);
+    }
+    expect(readlinkSync(join(remote, 'link'))).toBe('a.log');
+    expect(lstatSync(join(remote, 'a.log')).mode & 0o777).toBe(0o640);
+    const got = join(work, 'got');
+    mkdirSync(got);
+    const down = await runCli(agent.cliEnv, ['cp', `${box}:${remote}/*.log`, got], { timeoutMs: 60_000 });
+    expect(down.stderr).toBe('');
+    expect(down.code).toBe(0);
+    expect(readdirSync(got).sort()).toEqual(['a.log', 'b.log']);
+    expect(readdirSync(remote).filter((n) => n.includes('.burrow-'))).toEqual([]);
   });
 });
