@@ -136,6 +136,10 @@ describe('burrow cp like scp', () => {
     const one = join(work, 'one.gz');
     expect((await cp(['box:~/logs/[a].gz', one])).code).toBe(0);
     expect(readFileSync(one, 'utf8')).toBe('a.gz');
+    // A name that looks like a pattern but matches nothing else is itself.
+    writeFileSync(join(logs, 'a[1].txt'), 'bracket');
+    expect((await cp(['box:logs/a[1].txt', join(work, 'bracket.txt')])).code).toBe(0);
+    expect(readFileSync(join(work, 'bracket.txt'), 'utf8')).toBe('bracket');
     const none = await cp(['box:logs/*.zip', into]);
     expect(none.code).toBe(1);
     expect(none.stderr).toBe('burrow: NotFound: box:logs/*.zip: no match\n');

@@ -144,6 +144,8 @@ async function expandRemote(tree: Tree, pattern: string): Promise<string[]> {
   }
   const found: string[] = [];
   for (const p of paths) if (await tree.meta(p, false)) found.push(p);
+  // Like the shell without nullglob: a pattern that matches nothing may name a file itself (`a[1].txt`).
+  if (found.length === 0 && (await tree.meta(pattern, false))) return [pattern];
   if (found.length === 0) throw new BurrowError(ErrorCodes.NotFound, `${tree.show(pattern)}: no match`);
   return found;
 }
@@ -288,10 +290,12 @@ class Copier {
   private async ensureDir(p: string, mode: number, top: boolean): Promise<void> {
     const here = await this.dst.meta(p, false);
     if (here?.kind === 'dir') return;
-    if (here?.kind === 'link') {
-      if (top && (await this.dst.meta(p, true))?.kind === 'dir') return;
-      await this.dst.remove(p);
-    } else if (here) throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: exists and is not a directory`);
+    if (here?.kind === 'link' && top) {
+      if ((await this.dst.meta(p, true))?.kind === 'dir') return;
+      throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: exists and is not a directory`);
+    }
+    if (here?.kind === 'link') await this.dst.remove(p);
+    else if (here) throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: exists and is not a directory`);
     await this.dst.mkdir(p, (mode & 0o777) | 0o700);
     if ((await this.dst.meta(p, false))?.kind !== 'dir') throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: not a directory after creating it; not descending`);
   }
