@@ -40,6 +40,7 @@ const NAME_MAX = 255;
 const PART = '.burrow-part.';
 const LINK = '.burrow-link.';
 const RANDOM_HEX = 12;
+const LOSS_POLL_MS = 1000;
 /** Paths one remote glob may expand to. */
 const MAX_GLOB_MATCHES = 100_000;
 
@@ -395,16 +396,17 @@ async function nameIn(tree: Tree, p: string): Promise<string> {
 }
 
 /** Fail every SFTP call of this copy once the connection or the channel is gone. */
-function watchLoss(ctx: AgentContext, conn: PooledConnection, opened: { sftp: Sftp['s']; closed: Promise<void> }, sftp: Sftp, label: string): () => void {
+function watchLoss(conn: PooledConnection, opened: { sftp: Sftp['s']; closed: Promise<void> }, sftp: Sftp, label: string): () => void {
   const lost = (why: string): void => sftp.lose(new BurrowError(ErrorCodes.Disconnected, `connection to ${label} was lost during the copy: ${why}`));
-  const onClosed = (c: PooledConnection): void => {
-    if (c === conn) void conn.whyLost().then(lost);
-  };
-  ctx.pool.on('closed', onClosed);
+  // ssh2 closes the SFTP channel when the connection goes; the pool's verdict is checked as well,
+  // in case a wedged transport never lets that happen.
+  const poll = setInterval(() => {
+    if (conn.dead) void conn.whyLost().then(lost);
+  }, LOSS_POLL_MS);
   // A malformed SFTP packet: ssh2 emits this, then destroys the channel.
   opened.sftp.on('error', (err: Error) => lost(`SFTP error: ${firstLine(err.message)}`));
   void opened.closed.then(() => (conn.dead ? conn.whyLost().then(lost) : lost('the SFTP channel closed')));
-  return () => ctx.pool.off('closed', onClosed);
+  return () => clearInterval(poll);
 }
 
 const isFileError = (err: unknown): err is BurrowError =>
@@ -426,7 +428,7 @@ export async function runCopy(ctx: AgentContext, req: FrameOf<'cp'>, session: Ip
   const conn = await ctx.pool.get(target);
   const opened = await ctx.pool.openSftp(conn);
   const sftp = new Sftp(opened.sftp);
-  const unwatch = watchLoss(ctx, conn, opened, sftp, label);
+  const unwatch = watchLoss(conn, opened, sftp, label);
   const remote = new RemoteTree(sftp, label);
   const local = new LocalTree();
   const [from, to] = download ? [remote, local] : [local, remote];
