@@ -22,7 +22,7 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
   host revoke KEY|ENDPOINT_ID     take it out again
   host list                       what is authorized
   alias add NAME TARGET | alias list [--json] | alias remove NAME
-  cp [-r] [-p] [-L] [--resume] [--json] SRC DST
+  cp [-r] [-p] [-L] [--resume] [--json] SRC... DST
                                   copy files and trees; TARGET:path on one side
   system install [--user] [--host] | system uninstall [--user]
                                   systemd units: the host as a system service, or the agent

@@ -1,4 +1,4 @@
-// burrow cp [-r] [-p] [-L] [--resume] [--json] SRC DST, with TARGET:path on one side. The daemon
+// burrow cp [-r] [-p] [-L] [--resume] [--json] SRC... DST, with TARGET:path on one side. The daemon
 // moves the bytes; this prints progress: a bar on a terminal, nothing on a pipe, JSON with --json.
 
 import { resolve } from 'node:path';
@@ -8,7 +8,7 @@ import { parseCopySpec } from '../../shared/target.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
 import { humanBytes } from '../format.js';
 
-const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] SRC DST   (TARGET:path on one side)';
+const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] SRC... DST   (TARGET:path on one side; several SRC go into the directory DST)';
 
 export async function cpCommand(ctx: CliContext, args: string[]): Promise<number> {
   const flags = { recursive: false, preserve: false, resume: false, follow: false, json: false };
@@ -23,13 +23,13 @@ export async function cpCommand(ctx: CliContext, args: string[]): Promise<number
     } else if (a.startsWith('-') && a !== '-') usage(`burrow cp: unknown option ${a}\n${USAGE}`);
     else paths.push(a);
   }
-  const [srcText, dstText, ...extra] = paths;
-  if (srcText === undefined || dstText === undefined || extra.length > 0) usage(USAGE);
-  const src = parseCopySpec(srcText);
+  const dstText = paths.pop();
+  if (dstText === undefined || paths.length === 0) usage(USAGE);
   const dst = parseCopySpec(dstText);
-  if (src.kind === dst.kind) usage(`burrow cp: one side must be TARGET:path and the other a local path\n${USAGE}`);
-  // The daemon has its own working directory: local paths travel absolute.
-  const abs = (s: string): string => (parseCopySpec(s).kind === 'local' ? resolve(s) : s);
+  if (paths.some((p) => parseCopySpec(p).kind === dst.kind)) usage(`burrow cp: the sources must be on one side and the destination on the other (TARGET:path on one side only)\n${USAGE}`);
+  // The daemon has its own working directory: local paths travel absolute, a trailing / kept.
+  const abs = (s: string): string => (parseCopySpec(s).kind === 'local' ? resolve(s) + (s.endsWith('/') && s !== '/' ? '/' : '') : s);
+  const srcs = paths.map(abs);
 
   const conn = await connectDaemon(ctx);
   const bar = !flags.json && process.stderr.isTTY === true;
@@ -57,9 +57,16 @@ export async function cpCommand(ctx: CliContext, args: string[]): Promise<number
           lastLine = `${name}  ${String(pct).padStart(3)}%  ${humanBytes(f.bytes)}/${humanBytes(f.size)}  ${humanBytes(rate)}/s  ETA ${eta}`;
           process.stderr.write(`\r${lastLine.padEnd(78)}`);
         }
+      } else if (f.t === 'stderr') {
+        // A warning or the failure of one of several sources; the copy goes on.
+        const line = Buffer.from(f.data).toString('utf8');
+        if (flags.json) process.stdout.write(JSON.stringify({ event: 'warning', message: line.trimEnd() }) + '\n');
+        else process.stderr.write(bar && lastLine ? `\r${' '.repeat(78)}\r${line}` : line);
       } else if (f.t === 'result') {
         if (flags.json) process.stdout.write(JSON.stringify({ event: 'done', ...f.value }) + '\n');
-        finish(0);
+        // Like cp and scp: something skipped or failed makes the status 1, though the rest was copied.
+        const v = f.value as { skipped?: unknown; failed?: unknown };
+        finish(Number(v.skipped ?? 0) + Number(v.failed ?? 0) > 0 ? 1 : 0);
       } else if (f.t === 'error') {
         const code = isErrorCode(f.code) ? f.code : ErrorCodes.Internal;
         if (flags.json) process.stdout.write(JSON.stringify({ event: 'error', code, message: f.message }) + '\n');
@@ -69,8 +76,9 @@ export async function cpCommand(ctx: CliContext, args: string[]): Promise<number
     conn.on('close', (err?: BurrowError) => finish(255, `burrow: ${ErrorCodes.Disconnected}: ${err ? err.message : 'the daemon closed the session'}\n`));
     conn.send({
       t: 'cp',
-      src: abs(srcText),
+      src: srcs[0]!,
       dst: abs(dstText),
+      ...(srcs.length > 1 ? { srcs } : {}),
       ...(flags.recursive ? { recursive: true } : {}),
       ...(flags.preserve ? { preserve: true } : {}),
       ...(flags.resume ? { resume: true } : {}),

@@ -2,21 +2,27 @@
 // channel. The daemon runs as the CLI's user (the socket is private), so it does the local file
 // I/O itself and streams progress frames to the CLI.
 //
-// Each file goes to a ".NAME.burrow-part" beside its destination and is renamed into place on
-// success. Reads run ahead of writes; writes are issued in order and at most WINDOW are in
+// The remote is not trusted with this machine's filesystem (CVE-2019-6111 class): names from a
+// listing must be plain names, each listed once; nothing is written through a symbolic link the
+// copy did not find in place and the user did not name (cp-fs.ts: exclusive creation, renames
+// that replace a link, modes set through handles); a directory is verified with lstat before the
+// copy descends into it. The same rules hold on the host's side for uploads.
+//
+// Each file goes to a ".NAME.burrow-part.RANDOM" beside its destination and is renamed into place
+// on success. Reads run ahead of writes; writes are issued in order and at most WINDOW are in
 // flight, each issued only after the oldest completed, so an interrupted transfer can only have
-// holes in its last WINDOW chunks: --resume rewinds by that much, checks samples of the prefix
-// against the source, and continues (or starts over when they differ).
+// holes in its last WINDOW chunks: --resume finds the part file, rewinds by that much, checks
+// samples of the prefix against the source, and continues (or starts over when they differ).
 
-import { constants as fsc } from 'node:fs';
-import { chmod, lstat, mkdir, open, readdir, readlink, rename, stat, symlink, utimes, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, posix } from 'node:path';
-import type { InputAttributes, SFTPWrapper, Stats } from 'ssh2';
-import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import { createHash, randomBytes } from 'node:crypto';
+import { isAbsolute, posix } from 'node:path';
+import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import type { FrameOf } from '../../shared/ipc/frames.js';
-import { parseCopySpec } from '../../shared/target.js';
+import { parseCopySpec, type CopySpec } from '../../shared/target.js';
 import type { IpcSession } from '../ipc/server.js';
+import { LocalTree, RemoteTree, Sftp, type Attrs, type Endpoint, type Meta, type Tree } from './cp-fs.js';
 import type { AgentContext } from './ops.js';
+import type { PooledConnection } from './pool.js';
 import { resolveTarget } from './resolve.js';
 
 // ssh2 caps one SFTP READ/WRITE at 34000 - 2048 bytes unless the server is OpenSSH, and splits a
@@ -29,13 +35,14 @@ const WINDOW = 32; // chunks in flight: ~1 MiB
 const REWIND = WINDOW * 32 * 1024;
 const SAMPLE = 64 * 1024;
 const PROGRESS_MS = 200;
-
-/** Random access to one side of a copy. */
-interface Endpoint {
-  read(pos: number, len: number): Promise<Buffer>;
-  write(pos: number, data: Buffer): Promise<void>;
-  close(): Promise<void>;
-}
+/** Longest file name (bytes) on Linux and most filesystems. */
+const NAME_MAX = 255;
+const PART = '.burrow-part.';
+const LINK = '.burrow-link.';
+const RANDOM_HEX = 12;
+const LOSS_POLL_MS = 1000;
+/** Paths one remote glob may expand to. */
+const MAX_GLOB_MATCHES = 100_000;
 
 interface Options {
   recursive: boolean;
@@ -44,108 +51,107 @@ interface Options {
   follow: boolean;
 }
 
-const SFTP_EOF = 1;
-const SFTP_NO_SUCH_FILE = 2;
-const SFTP_PERMISSION_DENIED = 3;
+const quote = (s: string): string => JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s);
 
-function sftpError(err: unknown, what: string): BurrowError {
-  if (err instanceof BurrowError) return err;
-  const code = (err as { code?: number }).code;
-  const msg = (err as Error).message;
-  if (code === SFTP_NO_SUCH_FILE) return new BurrowError(ErrorCodes.NotFound, `${what}: no such file or directory`);
-  if (code === SFTP_PERMISSION_DENIED) return new BurrowError(ErrorCodes.IoError, `${what}: permission denied`);
-  return new BurrowError(ErrorCodes.IoError, `${what}: ${msg}`);
-}
-
-function localError(err: unknown, what: string): BurrowError {
-  if (err instanceof BurrowError) return err;
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new BurrowError(ErrorCodes.NotFound, `${what}: no such file or directory`);
-  return new BurrowError(ErrorCodes.IoError, `${what}: ${code ?? (err as Error).message}`);
-}
-
-/** A name from a remote listing, made safe to join: "." and ".." are skipped, a "/" is refused. */
+/** A name from a listing, made safe to join: "." and ".." are skipped, anything else not plain is refused. */
 export function safeRemoteName(name: string): string | null {
   if (name === '.' || name === '..') return null;
   if (name === '' || name.includes('/') || name.includes('\0')) {
-    throw new BurrowError(ErrorCodes.IoError, `refusing remote file name ${JSON.stringify(name)}: it is not a plain name`);
+    throw new BurrowError(ErrorCodes.IoError, `refusing remote file name ${quote(name)}: it is not a plain name`);
   }
+  if (Buffer.byteLength(name) > NAME_MAX) throw new BurrowError(ErrorCodes.IoError, `refusing remote file name ${quote(name)}: it is longer than ${NAME_MAX} bytes`);
   return name;
 }
 
-/** ssh2's SFTP calls as promises. */
-class Sftp {
-  constructor(
-    private readonly s: SFTPWrapper,
-    private readonly label: string,
-  ) {}
-  private call<T>(what: string, fn: (cb: (err: Error | null | undefined, v: T) => void) => void): Promise<T> {
-    return new Promise((resolve, reject) => fn((err, v) => (err ? reject(sftpError(err, `${this.label}:${what}`)) : resolve(v))));
-  }
-  stat = (p: string): Promise<Stats> => this.call(p, (cb) => this.s.stat(p, cb));
-  lstat = (p: string): Promise<Stats> => this.call(p, (cb) => this.s.lstat(p, cb));
-  async exists(p: string): Promise<Stats | null> {
-    try {
-      return await this.stat(p);
-    } catch (err) {
-      if (err instanceof BurrowError && err.code === ErrorCodes.NotFound) return null;
-      throw err;
-    }
-  }
-  readdir = (p: string): Promise<{ filename: string; attrs: Stats }[]> => this.call(p, (cb) => this.s.readdir(p, cb as never));
-  mkdir = (p: string, attrs: InputAttributes): Promise<void> => this.call(p, (cb) => this.s.mkdir(p, attrs, (e) => cb(e, undefined)));
-  readlink = (p: string): Promise<string> => this.call(p, (cb) => this.s.readlink(p, cb));
-  symlink = (target: string, p: string): Promise<void> => this.call(p, (cb) => this.s.symlink(target, p, (e) => cb(e, undefined)));
-  setstat = (p: string, attrs: InputAttributes): Promise<void> => this.call(p, (cb) => this.s.setstat(p, attrs, (e) => cb(e, undefined)));
-  unlink = (p: string): Promise<void> => this.call(p, (cb) => this.s.unlink(p, (e) => cb(e, undefined)));
-  async renameOver(from: string, to: string): Promise<void> {
-    // posix-rename replaces the target atomically; plain SFTP rename refuses an existing target.
-    try {
-      await this.call(to, (cb) => this.s.ext_openssh_rename(from, to, (e) => cb(e, undefined)));
-      return;
-    } catch {
-      // no extension: remove, then rename
-    }
-    if (await this.exists(to)) await this.unlink(to);
-    await this.call(to, (cb) => this.s.rename(from, to, (e) => cb(e, undefined)));
-  }
-  async openFile(p: string, flags: 'r' | 'w' | 'r+', mode?: number): Promise<Endpoint> {
-    const handle = await this.call<Buffer>(p, (cb) => this.s.open(p, flags, mode !== undefined ? { mode } : {}, cb));
-    return {
-      read: (pos, len) =>
-        new Promise<Buffer>((resolve, reject) =>
-          this.s.read(handle, Buffer.allocUnsafe(len), 0, len, pos, (err, n, buf) => {
-            // Reading at or past the end is an EOF status, not a failure.
-            if (err && (err as { code?: number }).code === SFTP_EOF) return resolve(Buffer.alloc(0));
-            if (err) return reject(sftpError(err, `${this.label}:${p}`));
-            resolve(buf.subarray(0, n));
-          }),
-        ),
-      write: (pos, data) => this.call(p, (cb) => this.s.write(handle, data, 0, data.length, pos, (e) => cb(e, undefined))),
-      close: () => this.call(p, (cb) => this.s.close(handle, (e) => cb(e, undefined))),
-    };
-  }
+/** ".NAME<tag>": the prefix of a temporary file for NAME; a name too long for it is hashed. */
+function tempPrefix(name: string, tag: string): string {
+  const p = `.${name}${tag}`;
+  if (Buffer.byteLength(p) + RANDOM_HEX <= NAME_MAX) return p;
+  return `.${createHash('sha256').update(name).digest('hex').slice(0, 32)}${tag}`;
+}
+/** A temporary name beside NAME that no remote can guess in advance. */
+export const tempName = (name: string, tag: string): string => tempPrefix(name, tag) + randomBytes(RANDOM_HEX / 2).toString('hex');
+export function isPartOf(name: string, candidate: string): boolean {
+  const p = tempPrefix(name, PART);
+  return candidate.length === p.length + RANDOM_HEX && candidate.startsWith(p) && /^[0-9a-f]+$/.test(candidate.slice(p.length));
 }
 
-async function localFile(p: string, flags: number, mode = 0o666): Promise<Endpoint> {
-  let fh: FileHandle;
-  try {
-    fh = await open(p, flags, mode);
-  } catch (err) {
-    throw localError(err, p);
-  }
-  return {
-    read: async (pos, len) => {
-      const buf = Buffer.allocUnsafe(len);
-      const { bytesRead } = await fh.read(buf, 0, len, pos);
-      return buf.subarray(0, bytesRead);
-    },
-    write: async (pos, data) => {
-      await fh.write(data, 0, data.length, pos);
-    },
-    close: () => fh.close(),
-  };
+/** `~` and `~/...` name the serving user's home, which is where SFTP resolves relative paths. */
+export function homeRelative(p: string): string {
+  if (p === '' || p === '~' || p === '~/') return '.';
+  return p.startsWith('~/') ? p.slice(2) : p;
 }
+
+// --- remote globs, expanded by listing directories over SFTP ---
+
+const hasGlob = (s: string): boolean => /(^|[^\\])[*?[]/.test(s);
+const unescapeGlob = (s: string): string => s.replace(/\\(.)/g, '$1');
+const escapeRe = (c: string): string => c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+
+/** One path segment of a shell glob (`*`, `?`, `[...]`, `\x`) as an anchored regex. */
+export function globRegex(seg: string): RegExp {
+  let re = '';
+  for (let i = 0; i < seg.length; i++) {
+    const c = seg[i]!;
+    if (c === '\\' && i + 1 < seg.length) re += escapeRe(seg[++i]!);
+    else if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '[') {
+      let j = i + 1;
+      if (seg[j] === '!' || seg[j] === '^') j++;
+      if (seg[j] === ']') j++; // a ']' first in the class is a member
+      const close = seg.indexOf(']', j);
+      if (close < 0) {
+        re += '\\[';
+        continue;
+      }
+      let body = seg.slice(i + 1, close);
+      const negate = body.startsWith('!') || body.startsWith('^');
+      if (negate) body = body.slice(1);
+      re += `[${negate ? '^' : ''}${body.replace(/[\\\]^[]/g, '\\$&')}]`;
+      i = close;
+    } else re += escapeRe(c);
+  }
+  return new RegExp(`^${re}$`, 's');
+}
+
+/** The paths a remote pattern names, sorted per directory; a pattern without glob characters is itself. */
+async function expandRemote(tree: Tree, pattern: string): Promise<string[]> {
+  if (!hasGlob(pattern)) return [pattern];
+  const join = (dir: string, name: string): string => (dir === '' ? name : posix.join(dir, name));
+  let paths = [pattern.startsWith('/') ? '/' : ''];
+  for (const seg of pattern.split('/').filter((s) => s !== '')) {
+    if (!hasGlob(seg)) {
+      paths = paths.map((p) => join(p, unescapeGlob(seg)));
+      continue;
+    }
+    const re = globRegex(seg);
+    const next: string[] = [];
+    for (const dir of paths) {
+      if ((await tree.meta(dir || '.', true))?.kind !== 'dir') continue;
+      for (const name of (await tree.list(dir || '.')).sort()) {
+        // Like the shell: a leading dot is matched only by a leading dot; odd names never match.
+        if ((name.startsWith('.') && !seg.startsWith('.')) || !re.test(name)) continue;
+        try {
+          if (safeRemoteName(name) === null) continue;
+        } catch {
+          continue;
+        }
+        next.push(join(dir, name));
+        if (next.length > MAX_GLOB_MATCHES) throw new BurrowError(ErrorCodes.BadArgument, `${tree.show(pattern)} matches more than ${MAX_GLOB_MATCHES} paths`);
+      }
+    }
+    paths = next;
+  }
+  const found: string[] = [];
+  for (const p of paths) if (await tree.meta(p, false)) found.push(p);
+  // Like the shell without nullglob: a pattern that matches nothing may name a file itself (`a[1].txt`).
+  if (found.length === 0 && (await tree.meta(pattern, false))) return [pattern];
+  if (found.length === 0) throw new BurrowError(ErrorCodes.NotFound, `${tree.show(pattern)}: no match`);
+  return found;
+}
+
+// --- the copy ---
 
 async function readFull(e: Endpoint, pos: number, len: number, what: string): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -178,12 +184,15 @@ async function pump(src: Endpoint, dst: Endpoint, start: number, size: number, w
     while (reads.length > 0) {
       const r = reads.shift()!;
       const data = await r.data;
-      writes.push(dst.write(r.pos, data).then(() => onBytes(data.length)));
+      const w = dst.write(r.pos, data).then(() => onBytes(data.length));
+      w.catch(() => undefined); // awaited below, in order
+      writes.push(w);
       if (writes.length >= WINDOW) await writes.shift();
       fill();
     }
     await Promise.all(writes);
   } catch (err) {
+    // Every call settles (a lost connection fails them all), so this wait is short.
     await Promise.allSettled([...writes, ...reads.map((r) => r.data)]);
     throw err;
   }
@@ -207,9 +216,14 @@ class Copier {
   private lastProgress = 0;
   private restarted = 0;
   private resumed = 0;
+  private skipped = 0;
+  private failed = 0;
+  /** Destination directories listed for --resume, each once. */
+  private readonly listings = new Map<string, Promise<string[]>>();
 
   constructor(
-    private readonly sftp: Sftp,
+    private readonly src: Tree,
+    private readonly dst: Tree,
     private readonly session: IpcSession,
     private readonly opts: Options,
   ) {}
@@ -222,139 +236,227 @@ class Copier {
     if (!this.session.closed) this.session.send({ t: 'progress', path, bytes, size, files: this.files, totalBytes: this.totalBytes });
   }
 
-  private async transfer(src: Endpoint, openPart: (fresh: boolean) => Promise<Endpoint>, partSize: number | null, size: number, label: string): Promise<void> {
-    let start = 0;
-    let part: Endpoint;
-    if (this.opts.resume && partSize !== null && partSize > 0) {
-      part = await openPart(false);
-      start = await resumePoint(src, part, partSize, size);
-      if (start === 0) {
-        this.restarted++;
-        await part.close();
-        part = await openPart(true);
+  private say(line: string): void {
+    if (!this.session.closed) this.session.send({ t: 'stderr', data: Buffer.from(`${line}\n`) });
+  }
+
+  /** Something in a tree that is not copied; the rest goes on, and the exit status says so. */
+  private skip(why: string): void {
+    this.skipped++;
+    this.say(`burrow: warning: skipped ${why}`);
+  }
+
+  /** One of several sources failed; the others go on. */
+  failSource(err: BurrowError): void {
+    this.failed++;
+    this.say(`burrow: ${err.code}: ${err.message}`);
+  }
+
+  async copy(from: string, to: string, top: boolean): Promise<void> {
+    const m = await this.src.meta(from, top || this.opts.follow);
+    if (!m) throw new BurrowError(ErrorCodes.NotFound, `${this.src.show(from)}: no such file or directory`);
+    if (m.kind === 'link') return this.placeLink(await this.src.readlink(from), to);
+    if (m.kind === 'dir') {
+      if (!this.opts.recursive) throw new BurrowError(ErrorCodes.BadArgument, `${this.src.show(from)} is a directory (use -r)`);
+      return this.copyDir(from, to, m, top);
+    }
+    if (m.kind === 'file') return this.copyFile(from, to, m, top);
+    if (top) throw new BurrowError(ErrorCodes.IoError, `${this.src.show(from)}: not a regular file`);
+    this.skip(`${this.src.show(from)}: not a regular file, directory or symbolic link`);
+  }
+
+  private async copyDir(from: string, to: string, m: Meta, top: boolean): Promise<void> {
+    await this.ensureDir(to, m.mode, top);
+    const seen = new Set<string>();
+    for (const raw of await this.src.list(from)) {
+      let name: string | null;
+      try {
+        name = safeRemoteName(raw);
+      } catch (err) {
+        this.skip(`in ${this.src.show(from)}: ${(err as Error).message}`);
+        continue;
       }
-    } else part = await openPart(true);
-    let done = start;
-    this.totalBytes += start;
-    this.resumed += start;
+      if (name === null) continue;
+      if (seen.has(name)) {
+        this.skip(`${this.src.show(this.src.join(from, name))}: listed twice, copied once`);
+        continue;
+      }
+      seen.add(name);
+      await this.copy(this.src.join(from, name), this.dst.join(to, name), false);
+    }
+    if (this.opts.preserve) await this.dst.setDirAttrs(to, { mode: m.mode & 0o7777, atime: m.atime, mtime: m.mtime });
+  }
+
+  /** Make `p` a real directory: one the user named may be a link to one; below it, a link is replaced (as rsync -a does). */
+  private async ensureDir(p: string, mode: number, top: boolean): Promise<void> {
+    const here = await this.dst.meta(p, false);
+    if (here?.kind === 'dir') return;
+    if (here?.kind === 'link' && top) {
+      if ((await this.dst.meta(p, true))?.kind === 'dir') return;
+      throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: exists and is not a directory`);
+    }
+    if (here?.kind === 'link') await this.dst.remove(p);
+    else if (here) throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: exists and is not a directory`);
+    await this.dst.mkdir(p, (mode & 0o777) | 0o700);
+    if ((await this.dst.meta(p, false))?.kind !== 'dir') throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: not a directory after creating it; not descending`);
+  }
+
+  /** A symbolic link, made beside `p` and renamed over it: an existing link or file is replaced, never followed. */
+  private async placeLink(target: string, p: string): Promise<void> {
+    if ((await this.dst.meta(p, false))?.kind === 'dir') throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: is a directory; not replacing it with a symbolic link`);
+    const tmp = this.dst.join(this.dst.dirname(p), tempName(this.dst.basename(p), LINK));
+    const shown = this.dst.show(p);
+    await this.dst.symlink(target, tmp, shown);
     try {
-      await pump(src, part, start, size, label, (n) => {
+      await this.dst.rename(tmp, p, shown);
+    } catch (err) {
+      await this.dst.remove(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private listing(dir: string): Promise<string[]> {
+    let l = this.listings.get(dir);
+    if (!l) {
+      l = this.dst.list(dir).catch(() => []);
+      this.listings.set(dir, l);
+    }
+    return l;
+  }
+
+  private async copyFile(from: string, to: string, m: Meta, top: boolean): Promise<void> {
+    let dest = to;
+    // A link the user named as the destination is followed, as cp and scp do; below it, replaced.
+    if (top && (await this.dst.meta(dest, false))?.kind === 'link') dest = await this.dst.realpath(dest).catch(() => dest);
+    const shown = this.dst.show(dest);
+    if ((await this.dst.meta(dest, false))?.kind === 'dir') throw new BurrowError(ErrorCodes.IoError, `${shown}: is a directory`);
+    const dir = this.dst.dirname(dest);
+    const name = this.dst.basename(dest);
+    const stale: string[] = [];
+    let old: { path: string; file: Endpoint; size: number } | undefined;
+    if (this.opts.resume) {
+      for (const n of (await this.listing(dir)).filter((c) => isPartOf(name, c))) {
+        const p = this.dst.join(dir, n);
+        const o = old ? null : await this.dst.openExisting(p);
+        if (o) old = { path: p, ...o };
+        else if ((await this.dst.meta(p, false))?.kind === 'file') stale.push(p); // a link there is left alone
+      }
+    }
+    let source: Endpoint;
+    try {
+      source = await this.src.openRead(from);
+    } catch (err) {
+      await old?.file.close();
+      throw err;
+    }
+    let part: { path: string; file: Endpoint } | undefined;
+    try {
+      let start = 0;
+      if (old && old.size > 0) start = await resumePoint(source, old.file, old.size, m.size);
+      if (old && start === 0) {
+        if (old.size > 0) this.restarted++;
+        await old.file.close();
+        stale.push(old.path);
+      } else part = old;
+      if (!part) {
+        const path = this.dst.join(dir, tempName(name, PART));
+        part = { path, file: await this.dst.createExclusive(path, shown) };
+      }
+      let done = start;
+      this.totalBytes += start;
+      this.resumed += start;
+      await pump(source, part.file, start, m.size, from, (n) => {
         done += n;
         this.totalBytes += n;
-        this.progress(label, done, size);
+        this.progress(from, done, m.size);
       });
+      const attrs: Attrs = this.opts.preserve ? { mode: m.mode & 0o7777, atime: m.atime, mtime: m.mtime } : { mode: m.mode & 0o755 };
+      await part.file.setAttrs(attrs);
     } finally {
-      await Promise.allSettled([src.close(), part.close()]);
+      await Promise.allSettled([source.close(), part?.file.close()]);
     }
+    if (!part) throw new BurrowError(ErrorCodes.Internal, `no part file for ${shown}`);
+    await this.dst.rename(part.path, dest, shown);
+    for (const p of stale) await this.dst.remove(p).catch(() => undefined);
     this.files++;
-    this.progress(label, size, size, true);
-  }
-
-  async download(remote: string, local: string, top: boolean): Promise<void> {
-    const st = top || this.opts.follow ? await this.sftp.stat(remote) : await this.sftp.lstat(remote);
-    if (st.isSymbolicLink()) {
-      await symlink(await this.sftp.readlink(remote), local).catch((err: unknown) => {
-        throw localError(err, local);
-      });
-      return;
-    }
-    if (st.isDirectory()) {
-      if (!this.opts.recursive) throw new BurrowError(ErrorCodes.BadArgument, `${remote} is a directory (use -r)`);
-      await mkdir(local, { recursive: true, mode: st.mode & 0o7777 }).catch((err: unknown) => {
-        throw localError(err, local);
-      });
-      for (const e of await this.sftp.readdir(remote)) {
-        const name = safeRemoteName(e.filename);
-        if (name !== null) await this.download(posix.join(remote, name), join(local, name), false);
-      }
-      if (this.opts.preserve) await this.preserveLocal(local, st);
-      return;
-    }
-    const part = join(dirname(local), `.${basename(local)}.burrow-part`);
-    const partSize = await stat(part).then(
-      (s) => s.size,
-      () => null,
-    );
-    const src = await this.sftp.openFile(remote, 'r');
-    await this.transfer(src, (fresh) => localFile(part, fresh ? fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC : fsc.O_RDWR, 0o600), partSize, st.size, remote);
-    await rename(part, local).catch((err: unknown) => {
-      throw localError(err, local);
-    });
-    // A new file gets the remote's permission bits (umask-like: never more than rwx for others' read).
-    await chmod(local, this.opts.preserve ? st.mode & 0o7777 : st.mode & 0o755);
-    if (this.opts.preserve) await this.preserveLocal(local, st);
-  }
-
-  private async preserveLocal(local: string, st: Stats): Promise<void> {
-    await chmod(local, st.mode & 0o7777);
-    await utimes(local, st.atime, st.mtime);
-  }
-
-  async upload(local: string, remote: string, top: boolean): Promise<void> {
-    let st;
-    try {
-      st = top || this.opts.follow ? await stat(local) : await lstat(local);
-    } catch (err) {
-      throw localError(err, local);
-    }
-    if (st.isSymbolicLink()) {
-      await this.sftp.symlink(await readlink(local), remote);
-      return;
-    }
-    if (st.isDirectory()) {
-      if (!this.opts.recursive) throw new BurrowError(ErrorCodes.BadArgument, `${local} is a directory (use -r)`);
-      const there = await this.sftp.exists(remote);
-      if (!there) await this.sftp.mkdir(remote, { mode: st.mode & 0o7777 });
-      else if (!there.isDirectory()) throw new BurrowError(ErrorCodes.IoError, `${remote} exists and is not a directory`);
-      for (const name of await readdir(local)) await this.upload(join(local, name), posix.join(remote, name), false);
-      if (this.opts.preserve) await this.sftp.setstat(remote, { mode: st.mode & 0o7777, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 });
-      return;
-    }
-    const part = posix.join(posix.dirname(remote), `.${posix.basename(remote)}.burrow-part`);
-    const partSize = this.opts.resume ? ((await this.sftp.exists(part))?.size ?? null) : null;
-    const src = await localFile(local, fsc.O_RDONLY);
-    await this.transfer(src, (fresh) => this.sftp.openFile(part, fresh ? 'w' : 'r+', 0o600), partSize, st.size, local);
-    await this.sftp.renameOver(part, remote);
-    await this.sftp.setstat(remote, this.opts.preserve ? { mode: st.mode & 0o7777, atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 } : { mode: st.mode & 0o755 });
+    this.progress(from, m.size, m.size, true);
   }
 
   summary(seconds: number): Record<string, unknown> {
-    return { files: this.files, bytes: this.totalBytes, seconds, resumedBytes: this.resumed, restarted: this.restarted };
+    return { files: this.files, bytes: this.totalBytes, seconds, resumedBytes: this.resumed, restarted: this.restarted, skipped: this.skipped, failed: this.failed };
   }
 }
 
+/** The name a source keeps inside a destination directory. */
+async function nameIn(tree: Tree, p: string): Promise<string> {
+  let name = tree.basename(p);
+  if (name === '' || name === '.' || name === '..') name = tree.basename(await tree.realpath(p));
+  if (name === '') throw new BurrowError(ErrorCodes.BadArgument, `${tree.show(p)} has no name to copy under; name the destination itself`);
+  return name;
+}
+
+/** Fail every SFTP call of this copy once the connection or the channel is gone. */
+function watchLoss(conn: PooledConnection, opened: { sftp: Sftp['s']; closed: Promise<void> }, sftp: Sftp, label: string): () => void {
+  const lost = (why: string): void => sftp.lose(new BurrowError(ErrorCodes.Disconnected, `connection to ${label} was lost during the copy: ${why}`));
+  // ssh2 closes the SFTP channel when the connection goes; the pool's verdict is checked as well,
+  // in case a wedged transport never lets that happen.
+  const poll = setInterval(() => {
+    if (conn.dead) void conn.whyLost().then(lost);
+  }, LOSS_POLL_MS);
+  // A malformed SFTP packet: ssh2 emits this, then destroys the channel.
+  opened.sftp.on('error', (err: Error) => lost(`SFTP error: ${firstLine(err.message)}`));
+  void opened.closed.then(() => (conn.dead ? conn.whyLost().then(lost) : lost('the SFTP channel closed')));
+  return () => clearInterval(poll);
+}
+
+const isFileError = (err: unknown): err is BurrowError =>
+  err instanceof BurrowError && (err.code === ErrorCodes.NotFound || err.code === ErrorCodes.IoError || err.code === ErrorCodes.BadArgument);
+
 export async function runCopy(ctx: AgentContext, req: FrameOf<'cp'>, session: IpcSession): Promise<void> {
-  const src = parseCopySpec(req.src);
+  const srcs: CopySpec[] = (req.srcs && req.srcs.length > 0 ? req.srcs : [req.src]).map(parseCopySpec);
   const dst = parseCopySpec(req.dst);
-  if (src.kind === dst.kind) throw new BurrowError(ErrorCodes.BadArgument, 'one side of cp must be TARGET:path and the other a local path');
-  const local = src.kind === 'local' ? src : (dst as { kind: 'local'; path: string });
-  const remote = src.kind === 'remote' ? src : (dst as { kind: 'remote'; target: string; path: string });
-  if (!isAbsolute(local.path)) throw new BurrowError(ErrorCodes.BadArgument, `local path ${local.path} must be absolute (the CLI makes it so)`);
+  if (srcs.some((s) => s.kind === dst.kind)) throw new BurrowError(ErrorCodes.BadArgument, 'the sources of cp must be on one side and the destination on the other (TARGET:path on one side only)');
+  const download = dst.kind === 'local';
+  const remotes = (download ? srcs : [dst]) as Extract<CopySpec, { kind: 'remote' }>[];
+  const label = remotes[0]!.target;
+  if (remotes.some((r) => r.target !== label)) throw new BurrowError(ErrorCodes.BadArgument, 'all remote sources of one cp must be on the same target');
+  for (const s of [...srcs, dst]) {
+    if (s.kind === 'local' && !isAbsolute(s.path)) throw new BurrowError(ErrorCodes.BadArgument, `local path ${s.path} must be absolute (the CLI makes it so)`);
+  }
   const opts: Options = { recursive: req.recursive ?? false, preserve: req.preserve ?? false, resume: req.resume ?? false, follow: req.follow ?? false };
-  const target = await resolveTarget(remote.target, ctx.state, ctx.defaultUser);
+  const target = await resolveTarget(label, ctx.state, ctx.defaultUser);
   const conn = await ctx.pool.get(target);
   const opened = await ctx.pool.openSftp(conn);
-  const sftp = new Sftp(opened.sftp, remote.target);
-  const copier = new Copier(sftp, session, opts);
+  const sftp = new Sftp(opened.sftp);
+  const unwatch = watchLoss(conn, opened, sftp, label);
+  const remote = new RemoteTree(sftp, label);
+  const local = new LocalTree();
+  const [from, to] = download ? [remote, local] : [local, remote];
+  const copier = new Copier(from, to, session, opts);
   const began = Date.now();
   session.onClose(() => opened.sftp.end()); // the CLI went away: stop
   try {
-    const remotePath = remote.path === '' ? '.' : remote.path;
-    if (src.kind === 'remote') {
-      // Into an existing local directory, the file keeps its name.
-      const into = await stat(local.path).then(
-        (s) => s.isDirectory(),
-        () => false,
-      );
-      await copier.download(remotePath, into ? join(local.path, posix.basename(remotePath)) : local.path, true);
-    } else {
-      const there = await sftp.exists(remotePath);
-      await copier.upload(local.path, there?.isDirectory() ? posix.join(remotePath, basename(local.path)) : remotePath, true);
+    const sources: string[] = [];
+    for (const s of srcs) sources.push(...(download ? await expandRemote(remote, homeRelative(s.path)) : [s.path]));
+    const dstPath = download ? dst.path : homeRelative(dst.path);
+    // Several sources, or a destination written with a trailing slash, go into a directory.
+    const into = (await to.meta(dstPath, true))?.kind === 'dir';
+    if (!into && (sources.length > 1 || dstPath.endsWith('/'))) {
+      throw new BurrowError(ErrorCodes.NotFound, `${to.show(dstPath)}: no such directory (with several sources or a trailing /, the destination must be one)`);
+    }
+    for (const s of sources) {
+      try {
+        await copier.copy(s, into ? to.join(dstPath, await nameIn(from, s)) : dstPath, true);
+      } catch (err) {
+        if (sources.length === 1 || !isFileError(err)) throw err;
+        copier.failSource(err);
+      }
     }
   } finally {
+    unwatch();
     opened.sftp.end();
   }
   const summary = copier.summary((Date.now() - began) / 1000);
-  ctx.log.info({ event: 'cp_done', target: target.label, direction: src.kind === 'remote' ? 'download' : 'upload', ...summary }, 'copy done');
+  ctx.log.info({ event: 'cp_done', target: target.label, direction: download ? 'download' : 'upload', ...summary }, 'copy done');
   session.end({ t: 'result', value: summary });
 }

@@ -26,8 +26,9 @@ const SPECS = {
   // pty: false asks for a shell with no PTY (ssh -T, or stdin not a terminal); absent means a PTY.
   shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', pty: 'bool?', connectTimeout: 'uint?' },
   proxy: { target: 'string' },
-  // src and dst: one is TARGET:path, the other an absolute local path.
-  cp: { src: 'string', dst: 'string', recursive: 'bool?', preserve: 'bool?', resume: 'bool?', follow: 'bool?' },
+  // src and dst: one is TARGET:path, the other an absolute local path. srcs, when present, lists
+  // every source (src is then the first); several sources go into the directory dst.
+  cp: { src: 'string', dst: 'string', recursive: 'bool?', preserve: 'bool?', resume: 'bool?', follow: 'bool?', srcs: 'strings?' },
   // A forward (-L/-R/-D spec); without detach it lives as long as this connection.
   forward: { target: 'string', type: 'string', spec: 'string', detach: 'bool?' },
   forwards: {},
