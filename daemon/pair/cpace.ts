@@ -7,7 +7,12 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { ristretto255, ristretto255_hasher } from '@noble/curves/ed25519.js';
 
 const Point = ristretto255.Point;
-type RistrettoPoint = InstanceType<typeof Point>;
+/** The little of a ristretto255 element this module uses (noble's class has protected members that declarations cannot name). */
+export interface RistrettoPoint {
+  multiply(scalar: bigint): RistrettoPoint;
+  toBytes(): Uint8Array;
+  is0(): boolean;
+}
 
 export const DSI = Buffer.from('CPaceRistretto255');
 const DSI_ISK = Buffer.concat([DSI, Buffer.from('_ISK')]);
