@@ -6,6 +6,10 @@ import { defaultContext, fail, type CliContext } from './context.js';
 
 const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
 
+  invite [--as NAME] [--ttl S] [--detach]   a one-use pairing code for this host; waits for the join
+  invite list [--json] | invite cancel [NAMEPLATE]
+  join CODE [--as ALIAS]          pair with the host that ran burrow invite: afterwards
+                                  burrow ssh ALIAS works
   ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
                                   a shell or command on TARGET (PTY when stdin is a terminal);
                                   forwards live as long as this session
@@ -51,6 +55,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   system: async () => (await import('./commands/system.js')).systemCommand,
   info: async () => (await import('./commands/info.js')).infoCommand,
   'ssh-config': async () => (await import('./commands/sshconfig.js')).sshConfigCommand,
+  invite: async () => (await import('./commands/invite.js')).inviteCommand,
+  join: async () => (await import('./commands/join.js')).joinCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

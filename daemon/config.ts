@@ -9,6 +9,7 @@ import { isLogLevel, type LogLevel } from './log.js';
 import type { ForwardPolicy } from './host/forwarding.js';
 import type { HostBackend } from './host/server.js';
 import type { RelaySetting } from './transport/iroh.js';
+import { DEFAULT_PKARR_RELAY } from './pair/pkarr.js';
 
 export interface DaemonOptions {
   state: string;
@@ -23,13 +24,17 @@ export interface DaemonOptions {
   hostBackend: HostBackend;
   /** Seconds a stopping daemon waits for running sessions before ending them. */
   graceSeconds: number;
+  /** pkarr relay for pairing codes' rendezvous; null when disabled. */
+  pkarrRelay: string | null;
+  /** Answer and ask mDNS for pairing codes on the local network. */
+  mdns: boolean;
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
                [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]
                [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
                [--max-sessions N] [--accept-env NAME[,NAME]] [--permit-open HOST:PORT[,...]|none]
-               [--gateway-ports] [--grace SECONDS]
+               [--gateway-ports] [--grace SECONDS] [--pkarr-relay URL|disabled] [--mdns on|off]
 Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
 logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
 
@@ -77,6 +82,8 @@ const SETTINGS = {
   permitOpen: { flag: 'permit-open', type: 'list', default: undefined },
   gatewayPorts: { flag: 'gateway-ports', type: 'boolean', default: false },
   grace: { flag: 'grace', type: 'number', default: '10' },
+  pkarrRelay: { flag: 'pkarr-relay', type: 'string', default: DEFAULT_PKARR_RELAY },
+  mdns: { flag: 'mdns', type: 'string', default: 'on' },
 } as const;
 type SettingName = keyof typeof SETTINGS;
 type Raw = { [K in SettingName]: (typeof SETTINGS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
@@ -167,9 +174,30 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
     ...(raw.bind !== undefined ? { bind: parseBind(raw.bind) } : {}),
     persist: wholeNumber('persist', raw.persist, 0),
     graceSeconds: wholeNumber('grace', raw.grace, 0),
+    pkarrRelay: parsePkarrRelay(raw.pkarrRelay ?? DEFAULT_PKARR_RELAY),
+    mdns: parseOnOff('mdns', raw.mdns ?? 'on'),
     logLevel: level,
     foreground,
   };
+}
+
+/** The pairing rendezvous: an http(s) URL of a pkarr relay, or `disabled` (LAN pairing over mDNS only). */
+export function parsePkarrRelay(s: string): string | null {
+  if (s === 'disabled') return null;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    throw bad(`--pkarr-relay: ${JSON.stringify(s)} is not a URL or disabled`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw bad(`--pkarr-relay: ${s} must be an http(s) URL`);
+  return s;
+}
+
+function parseOnOff(flag: string, s: string): boolean {
+  if (s === 'on') return true;
+  if (s === 'off') return false;
+  throw bad(`--${flag}: ${JSON.stringify(s)} is not on or off`);
 }
 
 /** host:port patterns, comma-separated; "*" stands for any host or any port; "none" allows nothing. */

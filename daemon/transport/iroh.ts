@@ -16,6 +16,9 @@ const iroh = createRequire(import.meta.url)('@number0/iroh/index.js') as typeof 
 
 export const ALPN = 'burrow/ssh/1';
 const ALPN_BYTES = Array.from(Buffer.from(ALPN));
+/** Pairing by code (daemon/pair/): accepted only while the host has an invitation open. */
+export const PAIR_ALPN = 'burrow/pair/1';
+const PAIR_ALPN_BYTES = Array.from(Buffer.from(PAIR_ALPN));
 
 /** Close codes we send: the peer sees them with the reason. */
 export const CloseCode = { Normal: 0n, Refused: 1n, Protocol: 2n, Shutdown: 3n } as const;
@@ -265,6 +268,8 @@ export interface ServeHooks {
   authorize: Authorize;
   /** An authorized connection; streams are the caller's to accept. */
   onConnection: (conn: IrohConnection) => void;
+  /** A peer on the pairing ALPN (not authorized: it has no id we know yet); false refuses it. */
+  pairing?: (conn: IrohConnection) => boolean;
 }
 
 const HANDSHAKE_TIMEOUT_MS = 15_000;
@@ -299,7 +304,7 @@ export class IrohTransport {
         break;
     }
     b.secretKey(toIrohBytes(opts.seed));
-    b.alpns([ALPN_BYTES]);
+    b.alpns([ALPN_BYTES, PAIR_ALPN_BYTES]);
     if (opts.bind) b.bindAddr(opts.bind);
     try {
       return new IrohTransport(await b.bind(), opts.log);
@@ -339,8 +344,8 @@ export class IrohTransport {
     return this.connections.size;
   }
 
-  /** Dial a peer by ticket, endpoint id or PeerAddr, within `timeoutMs`. */
-  async dial(target: string | PeerAddr, timeoutMs: number): Promise<IrohConnection> {
+  /** Dial a peer by ticket, endpoint id or PeerAddr, within `timeoutMs` (on the SSH ALPN unless told). */
+  async dial(target: string | PeerAddr, timeoutMs: number, alpn: string = ALPN): Promise<IrohConnection> {
     if (this.closing) throw new BurrowError(ErrorCodes.ShuttingDown, 'endpoint is closing');
     let peer: PeerAddr;
     if (typeof target !== 'string') peer = target;
@@ -351,7 +356,7 @@ export class IrohTransport {
     const short = peer.id.slice(0, 10);
     // PITFALL: connect() has no timeout of its own. A connection that arrives after we gave up is closed.
     const conn = await withTimeout(
-      this.endpoint.connect(addr, ALPN_BYTES).catch((err: unknown) => {
+      this.endpoint.connect(addr, alpn === PAIR_ALPN ? PAIR_ALPN_BYTES : ALPN_BYTES).catch((err: unknown) => {
         throw irohError(err, ErrorCodes.ConnectFailed, `connect to ${short}`);
       }),
       timeoutMs,
@@ -402,6 +407,10 @@ export class IrohTransport {
       return;
     }
     const c = this.track(new IrohConnection(this, conn));
+    if (Buffer.from(conn.alpn()).toString() === PAIR_ALPN) {
+      if (this.closing || !hooks.pairing?.(c)) c.close('no invitation is open', CloseCode.Refused);
+      return;
+    }
     if (Buffer.from(conn.alpn()).toString() !== ALPN) {
       c.close('unsupported protocol', CloseCode.Protocol);
       return;

@@ -33,6 +33,11 @@ const SPECS = {
   check: { target: 'string' },
   disconnect: { target: 'string' },
   stop: {},
+  // Pairing by code: open an invitation (host), list or cancel them, join with a code (client).
+  invite: { name: 'string?', ttl: 'uint?', detach: 'bool?' },
+  invitations: {},
+  invite_cancel: { which: 'string?' },
+  join: { code: 'string' },
 
   // Streams, both ways.
   stdin: { data: 'bytes' },
@@ -47,6 +52,8 @@ const SPECS = {
   result: { value: 'object' },
   // Transfer progress: bytes of the current file, and totals so far.
   progress: { path: 'string', bytes: 'uint', size: 'uint', files: 'uint', totalBytes: 'uint' },
+  // An invitation is open: its code (the password words: shown to the user, never logged).
+  invitation: { code: 'string', nameplate: 'string', expiresAt: 'uint', name: 'string' },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 
 type Specs = typeof SPECS;
