@@ -179,6 +179,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         const ended = invitations.wait(inv.nameplate);
         s.onClose(() => invitations?.cancel(inv.nameplate));
         s.send(frame);
+        invitations.onWarning(inv.nameplate, (w) => s.send({ t: 'stderr', data: Buffer.from(`burrow: warning: ${w}\n`) }));
         const done = await ended;
         if (done.state === 'joined') return s.end({ t: 'result', value: done as unknown as Record<string, unknown> });
         throw new BurrowError(ErrorCodes.PairingFailed, done.outcome ?? done.state);

@@ -71,6 +71,8 @@ export async function inviteCommand(ctx: CliContext, args: string[]): Promise<nu
           conn.close();
           resolve(0);
         }
+      } else if (f.t === 'stderr') {
+        process.stderr.write(f.data);
       } else if (f.t === 'result') {
         const by = f.value['joinedBy'] as { endpointId: string; name: string } | undefined;
         process.stdout.write(`joined: ${by?.name ?? '?'} (${by?.endpointId ?? '?'}) is authorized\n`);

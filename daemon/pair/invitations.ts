@@ -26,17 +26,24 @@ export interface InvitationStatus {
   /** How it ended, for the waiting `burrow invite`. */
   outcome?: string;
   joinedBy?: { endpointId: string; name: string };
+  /** Something the inviter should know while it waits (the record was overwritten). */
+  warning?: string;
 }
 
 interface Invitation extends InvitationStatus {
   code: PairCode;
   timer: NodeJS.Timeout;
+  /** Checks that the relay's record still names us (absent when not published there). */
+  watch?: NodeJS.Timeout;
   waiters: ((s: InvitationStatus) => void)[];
+  noticed: ((warning: string) => void)[];
 }
 
 export const DEFAULT_TTL_SECONDS = 600;
 /** Nameplate ranges tried in turn: short numbers first, longer ones when those are taken. */
 const NAMEPLATE_RANGES = [99, 99, 99, 999, 999, 999, 9999, 9999];
+/** How often an open invitation checks that its rendezvous record was not overwritten. */
+const WATCH_MS = 2000;
 
 export class Invitations {
   private readonly open = new Map<string, Invitation>();
@@ -78,9 +85,11 @@ export class Invitations {
       detached: req.detach,
       code,
       waiters: [],
+      noticed: [],
       timer: setTimeout(() => this.end(inv, 'expired', 'the invitation expired unused'), ttl * 1000),
     };
     this.open.set(nameplate, inv);
+    if (how.pkarr) inv.watch = setInterval(() => void this.checkRecord(inv), WATCH_MS);
     // Never the code itself: the words are the password.
     this.opts.log.info({ event: 'pair_invitation_open', nameplate, ttlSeconds: ttl, pkarr: how.pkarr ? this.opts.rendezvous.relayUrl : false, mdns: how.mdns, detached: req.detach }, 'invitation open');
     return { ...this.statusOf(inv), code: formatCode(code) };
@@ -95,6 +104,7 @@ export class Invitations {
       detached: i.detached,
       ...(i.outcome !== undefined ? { outcome: i.outcome } : {}),
       ...(i.joinedBy ? { joinedBy: i.joinedBy } : {}),
+      ...(i.warning !== undefined ? { warning: i.warning } : {}),
     };
   }
 
@@ -107,6 +117,11 @@ export class Invitations {
     const inv = this.open.get(nameplate);
     if (!inv) return Promise.reject(new BurrowError(ErrorCodes.NotFound, `no open invitation ${nameplate}`));
     return new Promise((r) => inv.waiters.push(r));
+  }
+
+  /** Warnings while the invitation is open (see checkRecord). */
+  onWarning(nameplate: string, fn: (warning: string) => void): void {
+    this.open.get(nameplate)?.noticed.push(fn);
   }
 
   /** Cancel one invitation (by nameplate or whole code) or, with no argument, all. */
@@ -130,12 +145,28 @@ export class Invitations {
     if (!this.open.has(inv.nameplate) || this.open.get(inv.nameplate) !== inv) return;
     this.open.delete(inv.nameplate);
     clearTimeout(inv.timer);
+    clearInterval(inv.watch);
     inv.state = state;
     inv.outcome = outcome;
     void this.opts.rendezvous.withdraw(inv.nameplate);
     this.opts.log.info({ event: 'pair_invitation_closed', nameplate: inv.nameplate, state, outcome, ...(inv.joinedBy ? { peer: inv.joinedBy.endpointId } : {}) }, 'invitation closed');
     const s = this.statusOf(inv);
     for (const w of inv.waiters.splice(0)) w(s);
+  }
+
+  /**
+   * Anyone can overwrite a nameplate's record (its key is public). A record naming another
+   * endpoint means someone else answers for this code: joins reach them and fail (they get one
+   * PAKE guess, no more). The inviter is told once, with the squatter's id; what happens to the
+   * invitation is still decided by attempts that reach it.
+   */
+  private async checkRecord(inv: Invitation): Promise<void> {
+    if (inv.state !== 'open' || inv.warning !== undefined) return;
+    const holder = await this.opts.rendezvous.holder(inv.nameplate);
+    if (typeof holder !== 'string' || holder === this.opts.transport.endpointId || inv.state !== 'open' || inv.warning !== undefined) return;
+    inv.warning = `the rendezvous record for nameplate ${inv.nameplate} was overwritten by endpoint ${holder}: joins with this code go there and fail; cancel and make a new code`;
+    this.opts.log.warn({ event: 'pair_squatted', nameplate: inv.nameplate, peer: holder }, 'rendezvous record overwritten by another endpoint');
+    for (const fn of inv.noticed) fn(inv.warning);
   }
 
   /** The transport's pairing hook: take a connection only while some invitation is open. */

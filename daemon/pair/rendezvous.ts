@@ -83,6 +83,19 @@ export class Rendezvous {
     return { pkarr, mdns: this.mdns !== null };
   }
 
+  /** The endpoint id the relay's record for a nameplate names now: null for none, undefined when unknown. */
+  async holder(nameplate: string): Promise<string | null | undefined> {
+    if (!this.relay) return undefined;
+    try {
+      const key = nameplateKey(nameplate);
+      const r = await this.relay.get(key.publicKey);
+      const rec = r ? decodeTxtPacket(r.packet).find((t) => t.name.toLowerCase() === `${LABEL}.${key.z32}`) : undefined;
+      return rec ? (parseRecordStrings(rec.strings)?.id ?? null) : null;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Take the record down: an empty packet, newer than ours, replaces it. */
   async withdraw(nameplate: string): Promise<void> {
     this.mdns?.remove(nameplate);
