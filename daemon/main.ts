@@ -173,7 +173,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       case 'invite': {
         if (!invitations) throw new BurrowError(ErrorCodes.BadArgument, 'this daemon is not a host: invitations need burrowd --host (or burrow system install --host)');
         const inv = await invitations.create({ ...(req.name !== undefined ? { name: req.name } : {}), ...(req.ttl !== undefined ? { ttlSeconds: req.ttl } : {}), detach: req.detach === true });
-        const frame = { t: 'invitation', code: inv.code, nameplate: inv.nameplate, expiresAt: inv.expiresAt, name: inv.name } as const;
+        const frame = { t: 'invitation', code: inv.code, nameplate: inv.nameplate, expiresAt: inv.expiresAt, name: inv.name, where: inv.where } as const;
         if (req.detach) return s.end(frame);
         // Held by this client: it goes when the client does (Ctrl-C on burrow invite cancels it).
         const ended = invitations.wait(inv.nameplate);

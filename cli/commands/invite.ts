@@ -66,6 +66,7 @@ export async function inviteCommand(ctx: CliContext, args: string[]): Promise<nu
       if (f.t === 'invitation') {
         process.stdout.write(`code: ${f.code}\n`);
         process.stdout.write(`on the other machine run: burrow join ${f.code}   (one use, expires in ${inMinutes(f.expiresAt)})\n`);
+        if (f.where) process.stdout.write(`reachable through ${f.where}\n`);
         if (opts.detach) {
           process.stdout.write('the daemon holds this invitation: burrow invite list | burrow invite cancel ' + f.nameplate + '\n');
           conn.close();

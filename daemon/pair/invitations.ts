@@ -70,7 +70,7 @@ export class Invitations {
     throw new BurrowError(ErrorCodes.Internal, 'could not find a free nameplate');
   }
 
-  async create(req: { name?: string; ttlSeconds?: number; detach: boolean }): Promise<InvitationStatus & { code: string }> {
+  async create(req: { name?: string; ttlSeconds?: number; detach: boolean }): Promise<InvitationStatus & { code: string; where: string }> {
     const ttl = req.ttlSeconds ?? DEFAULT_TTL_SECONDS;
     if (ttl < 1 || ttl > MAX_INVITATION_SECONDS) throw new BurrowError(ErrorCodes.BadArgument, `--ttl must be 1 to ${MAX_INVITATION_SECONDS} seconds`);
     const name = (req.name ?? hostname()).trim().slice(0, 64) || 'host';
@@ -92,7 +92,7 @@ export class Invitations {
     if (how.pkarr) inv.watch = setInterval(() => void this.checkRecord(inv), WATCH_MS);
     // Never the code itself: the words are the password.
     this.opts.log.info({ event: 'pair_invitation_open', nameplate, ttlSeconds: ttl, pkarr: how.pkarr ? this.opts.rendezvous.relayUrl : false, mdns: how.mdns, detached: req.detach }, 'invitation open');
-    return { ...this.statusOf(inv), code: formatCode(code) };
+    return { ...this.statusOf(inv), code: formatCode(code), where: how.where };
   }
 
   private statusOf(i: Invitation): InvitationStatus {

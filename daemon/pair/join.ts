@@ -24,7 +24,13 @@ export async function joinByCode(opts: { transport: IrohTransport; rendezvous: R
   const code = parseCode(opts.code);
   const found = await opts.rendezvous.lookup(code.nameplate, LOOKUP_MS);
   opts.log.info({ event: 'pair_found', nameplate: code.nameplate, peer: found.addr.id, via: found.via }, 'found an inviter');
-  const conn = await opts.transport.dial(found.addr, DIAL_MS, PAIR_ALPN);
+  let conn;
+  try {
+    conn = await opts.transport.dial(found.addr, DIAL_MS, PAIR_ALPN);
+  } catch (err) {
+    const e = err instanceof BurrowError ? err : new BurrowError(ErrorCodes.ConnectFailed, String(err));
+    throw new BurrowError(e.code, `the inviter found via ${found.via} (${found.addr.id.slice(0, 10)}) did not take the pairing connection: ${e.message}; is its burrow invite still waiting?`);
+  }
   try {
     // QUIC's TLS has authenticated this id; it goes into the PAKE's channel identifier.
     const inviterId = conn.remoteId;

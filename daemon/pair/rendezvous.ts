@@ -66,10 +66,11 @@ export class Rendezvous {
   }
 
   /** Publish where we are; returns which ways worked. Fails only when neither can work. */
-  async publish(nameplate: string, addr: PeerAddr): Promise<{ pkarr: boolean; mdns: boolean }> {
+  async publish(nameplate: string, addr: PeerAddr): Promise<{ pkarr: boolean; mdns: boolean; where: string }> {
     const strings = recordStrings(addr);
     this.mdns?.add(nameplate, strings);
     let pkarr = false;
+    let trouble = '';
     if (this.relay) {
       const key = nameplateKey(nameplate);
       try {
@@ -77,10 +78,12 @@ export class Rendezvous {
         pkarr = true;
       } catch (err) {
         if (!this.mdns) throw err;
+        trouble = ` (the pkarr relay failed: ${firstLine((err as Error).message)})`;
         this.log.warn({ event: 'pair_publish_failed', nameplate, err: firstLine(String((err as Error).message)) }, 'pkarr relay unreachable; the invitation is reachable over mDNS only');
       }
     }
-    return { pkarr, mdns: this.mdns !== null };
+    const ways = [...(pkarr && this.relay ? [`pkarr relay ${this.relay.url}`] : []), ...(this.mdns ? ['mDNS on the local network'] : [])];
+    return { pkarr, mdns: this.mdns !== null, where: ways.join(' and ') + trouble };
   }
 
   /** The endpoint id the relay's record for a nameplate names now: null for none, undefined when unknown. */

@@ -53,7 +53,7 @@ const SPECS = {
   // Transfer progress: bytes of the current file, and totals so far.
   progress: { path: 'string', bytes: 'uint', size: 'uint', files: 'uint', totalBytes: 'uint' },
   // An invitation is open: its code (the password words: shown to the user, never logged).
-  invitation: { code: 'string', nameplate: 'string', expiresAt: 'uint', name: 'string' },
+  invitation: { code: 'string', nameplate: 'string', expiresAt: 'uint', name: 'string', where: 'string?' },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 
 type Specs = typeof SPECS;
