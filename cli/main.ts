@@ -7,7 +7,7 @@ import { defaultContext, fail, type CliContext } from './context.js';
 const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
 
   invite [--as NAME] [--ttl S] [--detach]   a one-use pairing code for this host; waits for the join
-  invite list [--json] | invite cancel [NAMEPLATE]
+  invite list [--json] | invite cancel [NAMEPLATE]   (no NAMEPLATE: all of them)
   join CODE [--as ALIAS]          pair with the host that ran burrow invite: afterwards
                                   burrow ssh ALIAS works
   ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]

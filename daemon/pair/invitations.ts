@@ -42,11 +42,14 @@ interface Invitation extends InvitationStatus {
 export const DEFAULT_TTL_SECONDS = 600;
 /** Nameplate ranges tried in turn: short numbers first, longer ones when those are taken. */
 const NAMEPLATE_RANGES = [99, 99, 99, 999, 999, 999, 9999, 9999];
+/** Pairing connections served at once; more are refused (each may hold a slot for up to 30 s). */
+const MAX_PAIRING_CONNECTIONS = 16;
 /** How often an open invitation checks that its rendezvous record was not overwritten. */
 const WATCH_MS = 2000;
 
 export class Invitations {
   private readonly open = new Map<string, Invitation>();
+  private serving = 0;
 
   constructor(
     private readonly opts: {
@@ -172,7 +175,9 @@ export class Invitations {
   /** The transport's pairing hook: take a connection only while some invitation is open. */
   readonly accept = (conn: IrohConnection): boolean => {
     if (![...this.open.values()].some((i) => i.state === 'open')) return false;
-    void this.serve(conn);
+    if (this.serving >= MAX_PAIRING_CONNECTIONS) return false;
+    this.serving++;
+    void this.serve(conn).finally(() => this.serving--);
     return true;
   };
 
