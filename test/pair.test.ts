@@ -29,6 +29,8 @@ afterAll(async () => {
   await stopAllDaemons();
   await relay.close();
 });
+// Each test starts its own daemons; they go when it ends.
+afterEach(stopAllDaemons);
 
 const started: ChildProcess[] = [];
 afterEach(() => {
