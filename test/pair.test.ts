@@ -2,7 +2,8 @@
 // in-test pkarr relay on 127.0.0.1 as the rendezvous (mDNS off: see test/pair-mdns.test.ts).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { PAIR_WORDS } from '../shared/pair/words.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { decodeTxtPacket, encodeTxtPacket, nameplateKey, PkarrRelay, z32Encode } from '../daemon/pair/pkarr.js';
 import { recordStrings } from '../daemon/pair/rendezvous.js';
+import { parseDaemonArgs } from '../daemon/config.js';
 import { MessageStream, runInviter, type InviterOutcome } from '../daemon/pair/protocol.js';
 import { IrohTransport, PAIR_ALPN, parseTicket, type IrohConnection } from '../daemon/transport/iroh.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
@@ -308,4 +310,21 @@ describe('pairing by code', () => {
     expect(notHost.code).toBe(2);
     expect(notHost.stderr).toContain('not a host');
   }, 60_000);
+});
+
+describe('pairing settings', () => {
+  it('--pkarr-relay and --mdns come from flags or config.json, default to the n0 relay and on, and refuse bad values', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-pair-config-'));
+    try {
+      const defaults = parseDaemonArgs(['--state', dir], {});
+      expect(defaults).toMatchObject({ pkarrRelay: 'https://dns.iroh.link/pkarr', mdns: true });
+      expect(parseDaemonArgs(['--state', dir, '--pkarr-relay', 'disabled', '--mdns', 'off'], {})).toMatchObject({ pkarrRelay: null, mdns: false });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ pkarrRelay: 'http://127.0.0.1:9/pkarr', mdns: 'off' }));
+      expect(parseDaemonArgs(['--state', dir], {})).toMatchObject({ pkarrRelay: 'http://127.0.0.1:9/pkarr', mdns: false });
+      expect(() => parseDaemonArgs(['--state', dir, '--pkarr-relay', 'ftp://x'], {})).toThrow(/--pkarr-relay/);
+      expect(() => parseDaemonArgs(['--state', dir, '--mdns', 'maybe'], {})).toThrow(/--mdns/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -54,6 +54,7 @@ export class MessageStream {
 
   private fail(e: Error): void {
     this.ended ??= e;
+    if (this.waiting && this.buf.length >= 4 && this.buf.length >= 4 + this.buf.readUInt32BE(0)) return this.deliver();
     const w = this.waiting;
     this.waiting = undefined;
     w?.reject(this.ended);
@@ -95,8 +96,9 @@ export class MessageStream {
           reject(e);
         },
       };
-      if (this.ended) this.fail(this.ended);
-      else this.deliver();
+      // Messages that arrived before the stream ended are still read first.
+      this.deliver();
+      if (this.waiting && this.ended) this.fail(this.ended);
     });
   }
 
