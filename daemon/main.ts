@@ -177,7 +177,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         if (req.detach) return s.end(frame);
         // Held by this client: it goes when the client does (Ctrl-C on burrow invite cancels it).
         const ended = invitations.wait(inv.nameplate);
-        s.onClose(() => invitations?.cancel(inv.nameplate));
+        s.onClose(() => void invitations?.cancel(inv.nameplate));
         s.send(frame);
         invitations.onWarning(inv.nameplate, (w) => s.send({ t: 'stderr', data: Buffer.from(`burrow: warning: ${w}\n`) }));
         const done = await ended;
@@ -187,7 +187,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       case 'invitations':
         return s.end({ t: 'result', value: { invitations: invitations?.list() ?? [] } });
       case 'invite_cancel':
-        return s.end({ t: 'result', value: { cancelled: invitations?.cancel(req.which) ?? 0 } });
+        return s.end({ t: 'result', value: { cancelled: (await invitations?.cancel(req.which)) ?? 0 } });
       case 'join':
         return s.end({ t: 'result', value: { ...(await joinByCode({ transport, rendezvous, keyLine: identity.publicKeyLine, code: req.code, log })) } });
     }

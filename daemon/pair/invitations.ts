@@ -89,7 +89,7 @@ export class Invitations {
       code,
       waiters: [],
       noticed: [],
-      timer: setTimeout(() => this.end(inv, 'expired', 'the invitation expired unused'), ttl * 1000),
+      timer: setTimeout(() => void this.end(inv, 'expired', 'the invitation expired unused'), ttl * 1000),
     };
     this.open.set(nameplate, inv);
     if (how.pkarr) inv.watch = setInterval(() => void this.checkRecord(inv), WATCH_MS);
@@ -127,34 +127,36 @@ export class Invitations {
     this.open.get(nameplate)?.noticed.push(fn);
   }
 
-  /** Cancel one invitation (by nameplate or whole code) or, with no argument, all. */
-  cancel(which?: string): number {
+  /** Cancel one invitation (by nameplate or whole code) or, with no argument, all; resolves once their records are down. */
+  async cancel(which?: string): Promise<number> {
     const nameplate = which?.match(/^\s*(\d+)/)?.[1];
-    let n = 0;
+    const ending: Promise<void>[] = [];
     for (const inv of [...this.open.values()]) {
       if (which !== undefined && which.trim() !== '' && inv.nameplate !== String(Number(nameplate))) continue;
-      this.end(inv, 'cancelled', 'the invitation was cancelled');
-      n++;
+      ending.push(this.end(inv, 'cancelled', 'the invitation was cancelled'));
     }
-    return n;
+    await Promise.all(ending);
+    return ending.length;
   }
 
   closeAll(): void {
-    for (const inv of [...this.open.values()]) this.end(inv, 'cancelled', 'the daemon is stopping');
+    for (const inv of [...this.open.values()]) void this.end(inv, 'cancelled', 'the daemon is stopping');
     this.opts.rendezvous.close();
   }
 
-  private end(inv: Invitation, state: InvitationState, outcome: string): void {
-    if (!this.open.has(inv.nameplate) || this.open.get(inv.nameplate) !== inv) return;
+  private end(inv: Invitation, state: InvitationState, outcome: string): Promise<void> {
+    if (!this.open.has(inv.nameplate) || this.open.get(inv.nameplate) !== inv) return Promise.resolve();
     this.open.delete(inv.nameplate);
     clearTimeout(inv.timer);
     clearInterval(inv.watch);
     inv.state = state;
     inv.outcome = outcome;
-    void this.opts.rendezvous.withdraw(inv.nameplate);
     this.opts.log.info({ event: 'pair_invitation_closed', nameplate: inv.nameplate, state, outcome, ...(inv.joinedBy ? { peer: inv.joinedBy.endpointId } : {}) }, 'invitation closed');
     const s = this.statusOf(inv);
-    for (const w of inv.waiters.splice(0)) w(s);
+    // Whoever waits hears of the end once the record is down (withdraw is bounded and never throws).
+    return this.opts.rendezvous.withdraw(inv.nameplate).then(() => {
+      for (const w of inv.waiters.splice(0)) w(s);
+    });
   }
 
   /**
@@ -214,10 +216,10 @@ export class Invitations {
       if (outcome.kind === 'joined') {
         claimed.joinedBy = { endpointId: peer, name: outcome.offer.name };
         this.opts.log.info({ event: 'pair_joined', nameplate: claimed.nameplate, peer, name: outcome.offer.name }, 'paired: endpoint authorized');
-        this.end(claimed, 'joined', `${outcome.offer.name} joined`);
+        void this.end(claimed, 'joined', `${outcome.offer.name} joined`);
       } else {
         this.opts.log.warn({ event: 'pair_failed', nameplate: claimed.nameplate, peer, reason: outcome.reason }, 'pairing attempt failed; invitation burned');
-        this.end(claimed, 'burned', `${outcome.reason} by endpoint ${peer}; the invitation is burned`);
+        void this.end(claimed, 'burned', `${outcome.reason} by endpoint ${peer}; the invitation is burned`);
       }
     }
     // Let the last message reach the peer before the connection goes.
