@@ -207,7 +207,11 @@ export class Invitations {
           this.opts.log.info({ event: 'pair_attempt', nameplate, peer }, 'pairing attempt');
           return { password: passwordOf(inv.code) };
         },
-        accept: (offer) => Promise.resolve(this.authorize(peer, offer, claimed as Invitation)),
+        accept: (offer) => {
+          // It may have expired or been cancelled while this attempt ran: then nothing is authorized.
+          if (!claimed || this.open.get(claimed.nameplate) !== claimed) return Promise.reject(new Error('the invitation ended during the exchange'));
+          return Promise.resolve(this.authorize(peer, offer, claimed));
+        },
       },
     });
     if (outcome.kind === 'refused') {
