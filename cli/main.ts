@@ -6,6 +6,10 @@ import { defaultContext, fail, type CliContext } from './context.js';
 
 const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
 
+  invite [--as NAME] [--ttl S] [--detach]   a one-use pairing code for this host; waits for the join
+  invite list [--json] | invite cancel [NAMEPLATE]   (no NAMEPLATE: all of them)
+  join CODE [--as ALIAS]          pair with the host that ran burrow invite: afterwards
+                                  burrow ssh ALIAS works
   ssh TARGET [-t|-T] [-N] [-v] [-p PORT] [-l USER] [-o OPTION=VALUE] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
                                   a shell or command on TARGET (PTY when stdin is a terminal);
                                   forwards live as long as this session; ~? lists the escapes
@@ -57,6 +61,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   completion: async () => (await import('./commands/completion.js')).completionCommand,
   // Completion offers the names in this table (hidden ones, starting with __, left out).
   __complete: async () => (await import('./commands/completion.js')).completeCommand(Object.keys(COMMANDS).filter((n) => !n.startsWith('__'))),
+  invite: async () => (await import('./commands/invite.js')).inviteCommand,
+  join: async () => (await import('./commands/join.js')).joinCommand,
 };
 
 /** A command's lines of the help text: `burrow CMD --help` prints them. */

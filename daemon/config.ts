@@ -9,6 +9,7 @@ import { isLogLevel, type LogLevel } from './log.js';
 import type { ForwardPolicy } from './host/forwarding.js';
 import type { HostBackend, HostLimits } from './host/server.js';
 import type { RelaySetting } from './transport/iroh.js';
+import { DEFAULT_PKARR_RELAY } from './pair/pkarr.js';
 
 export interface DaemonOptions {
   state: string;
@@ -28,6 +29,10 @@ export interface DaemonOptions {
   keepalive: { intervalMs: number; countMax: number };
   /** The host's pre-auth limits and keepalive. */
   hostLimits: HostLimits;
+  /** pkarr relay for pairing codes' rendezvous; null when disabled. */
+  pkarrRelay: string | null;
+  /** Answer and ask mDNS for pairing codes on the local network. */
+  mdns: boolean;
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
@@ -37,6 +42,7 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--gateway-ports] [--grace SECONDS]
                [--keepalive-interval SECONDS] [--keepalive-count N]
                [--login-grace-time SECONDS] [--max-startups N|START:RATE:FULL] [--per-peer-startups N]
+               [--pkarr-relay URL|disabled] [--mdns on|off]
 --bind may be given more than once (or comma-separated), one IPv4 and one IPv6 address
 (e.g. --bind 0.0.0.0:7000 --bind [::]:7000): only what is named is bound and advertised.
 Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
@@ -121,6 +127,8 @@ const SETTINGS = {
   loginGraceTime: { flag: 'login-grace-time', type: 'number', default: '30' },
   maxStartups: { flag: 'max-startups', type: 'string', default: '10:30:100' },
   perPeerStartups: { flag: 'per-peer-startups', type: 'number', default: '10' },
+  pkarrRelay: { flag: 'pkarr-relay', type: 'string', default: DEFAULT_PKARR_RELAY },
+  mdns: { flag: 'mdns', type: 'string', default: 'on' },
 } as const;
 type SettingName = keyof typeof SETTINGS;
 type Raw = { [K in SettingName]: (typeof SETTINGS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
@@ -222,9 +230,30 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
       keepaliveIntervalMs: wholeNumber('keepalive-interval', raw.keepaliveInterval, 0) * 1000,
       keepaliveCountMax: wholeNumber('keepalive-count', raw.keepaliveCount, 1),
     },
+    pkarrRelay: parsePkarrRelay(raw.pkarrRelay ?? DEFAULT_PKARR_RELAY),
+    mdns: parseOnOff('mdns', raw.mdns ?? 'on'),
     logLevel: level,
     foreground,
   };
+}
+
+/** The pairing rendezvous: an http(s) URL of a pkarr relay, or `disabled` (LAN pairing over mDNS only). */
+export function parsePkarrRelay(s: string): string | null {
+  if (s === 'disabled') return null;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    throw bad(`--pkarr-relay: ${JSON.stringify(s)} is not a URL or disabled`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw bad(`--pkarr-relay: ${s} must be an http(s) URL`);
+  return s;
+}
+
+function parseOnOff(flag: string, s: string): boolean {
+  if (s === 'on') return true;
+  if (s === 'off') return false;
+  throw bad(`--${flag}: ${JSON.stringify(s)} is not on or off`);
 }
 
 /** host:port patterns, comma-separated; "*" stands for any host or any port; "none" allows nothing. */

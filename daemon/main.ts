@@ -24,6 +24,10 @@ import { IpcServer, type RequestFrame, type IpcSession } from './ipc/server.js';
 import { createLogger, type Logger } from './log.js';
 import { IrohTransport } from './transport/iroh.js';
 import { inheritedListener, notify } from './systemd.js';
+import { Invitations } from './pair/invitations.js';
+import { joinByCode } from './pair/join.js';
+import { PkarrRelay } from './pair/pkarr.js';
+import { Rendezvous } from './pair/rendezvous.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -57,11 +61,14 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
   const agent: AgentContext = { pool, state: opts.state, defaultUser: userInfo().username, log };
   const forwards = new ForwardManager(pool, log);
 
+  const rendezvous = new Rendezvous(opts.pkarrRelay ? new PkarrRelay(opts.pkarrRelay) : null, opts.mdns, log);
   let host: Host | undefined;
+  let invitations: Invitations | undefined;
   if (opts.host) {
     host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, home, log), log, limits: opts.hostLimits });
     await host.validate();
-    transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c) });
+    invitations = new Invitations({ transport, rendezvous, state: opts.state, log });
+    transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c), pairing: invitations.accept });
   }
 
   const status = (): DaemonStatusReport => ({
@@ -106,6 +113,8 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     await ipc.close(`daemon stopped (${why})`);
     host?.close();
     forwards.closeAll();
+    invitations?.closeAll();
+    rendezvous.close();
     pool.closeAll('daemon stopping');
     await transport.close();
     log.info({ event: 'stopped' }, 'stopped');
@@ -167,6 +176,26 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         return s.end({ t: 'result', value: { cancelled: forwards.cancel(req.which) } });
       case 'ls':
         return s.end({ t: 'result', value: await listRemote(agent, req) });
+      case 'invite': {
+        if (!invitations) throw new BurrowError(ErrorCodes.BadArgument, 'this daemon is not a host: invitations need burrowd --host (or burrow system install --host)');
+        const inv = await invitations.create({ ...(req.name !== undefined ? { name: req.name } : {}), ...(req.ttl !== undefined ? { ttlSeconds: req.ttl } : {}), detach: req.detach === true });
+        const frame = { t: 'invitation', code: inv.code, nameplate: inv.nameplate, expiresAt: inv.expiresAt, name: inv.name, where: inv.where } as const;
+        if (req.detach) return s.end(frame);
+        // Held by this client: it goes when the client does (Ctrl-C on burrow invite cancels it).
+        const ended = invitations.wait(inv.nameplate);
+        s.onClose(() => void invitations?.cancel(inv.nameplate));
+        s.send(frame);
+        invitations.onWarning(inv.nameplate, (w) => s.send({ t: 'stderr', data: Buffer.from(`burrow: warning: ${w}\n`) }));
+        const done = await ended;
+        if (done.state === 'joined') return s.end({ t: 'result', value: done as unknown as Record<string, unknown> });
+        throw new BurrowError(ErrorCodes.PairingFailed, done.outcome ?? done.state);
+      }
+      case 'invitations':
+        return s.end({ t: 'result', value: { invitations: invitations?.list() ?? [] } });
+      case 'invite_cancel':
+        return s.end({ t: 'result', value: { cancelled: (await invitations?.cancel(req.which)) ?? 0 } });
+      case 'join':
+        return s.end({ t: 'result', value: { ...(await joinByCode({ transport, rendezvous, keyLine: identity.publicKeyLine, code: req.code, log })) } });
     }
   };
 

@@ -4,7 +4,11 @@
 
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { BurrowError, ErrorCodes } from './errors.js';
+import { ensurePrivateDir, writeFileAtomic } from './fsutil.js';
+import { StateFiles } from './paths.js';
+import { endpointKeyLine } from './sshkey.js';
 import { isEndpointId } from './target.js';
 
 export interface EndpointEntry {
@@ -103,4 +107,24 @@ export function readTextOptional(path: string): string {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
     throw new BurrowError(ErrorCodes.IoError, `cannot read ${path}: ${(err as Error).message}`);
   }
+}
+
+/** Rewrite a list file with `change` applied to its lines (atomically, mode 0600). */
+export function editList(path: string, change: (lines: string[]) => string[]): void {
+  const lines = readTextOptional(path).split('\n').filter((l, i, all) => l !== '' || i < all.length - 1);
+  writeFileAtomic(path, change(lines).join('\n') + '\n', 0o600);
+}
+
+/**
+ * Let an endpoint in at both stages (an endpoint id is also an ed25519 SSH key): its id in
+ * authorized_endpoints, its key in authorized_keys. What is already there is not repeated.
+ */
+export function authorizeEndpoint(state: string, id: string): void {
+  ensurePrivateDir(state);
+  const endpoints = join(state, StateFiles.authorizedEndpoints);
+  const keys = join(state, StateFiles.authorizedKeys);
+  if (!parseEndpointList(readTextOptional(endpoints)).some((e) => e.id === id)) editList(endpoints, (l) => [...l, id]);
+  const line = endpointKeyLine(id);
+  const b64 = line.split(' ')[1];
+  if (!parseKeyList(readTextOptional(keys)).some((k) => k.base64 === b64)) editList(keys, (l) => [...l, line]);
 }

@@ -44,6 +44,8 @@ export const ErrorCodes = {
   ShuttingDown: 'ShuttingDown',
   /** A bug: something that should not happen. */
   Internal: 'Internal',
+  /** Pairing by code failed: a wrong code was tried, the invitation expired or was cancelled. */
+  PairingFailed: 'PairingFailed',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -102,6 +104,7 @@ export function exitCodeFor(code: ErrorCode): number {
   switch (code) {
     case ErrorCodes.NotFound:
     case ErrorCodes.IoError:
+    case ErrorCodes.PairingFailed:
       return 1;
     case ErrorCodes.BadArgument:
       return 2;

@@ -3,9 +3,9 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseEndpointList, parseKeyLine, parseKeyList, readTextOptional, type KeyEntry } from '../../shared/authlists.js';
+import { authorizeEndpoint, editList, parseEndpointList, parseKeyLine, parseKeyList, readTextOptional, type KeyEntry } from '../../shared/authlists.js';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
-import { ensurePrivateDir, writeFileAtomic } from '../../shared/fsutil.js';
+import { ensurePrivateDir } from '../../shared/fsutil.js';
 import { StateFiles } from '../../shared/paths.js';
 import { endpointKeyLine } from '../../shared/sshkey.js';
 import { isEndpointId } from '../../shared/target.js';
@@ -24,10 +24,7 @@ function parseGrant(words: string[]): Grant {
   return { kind: 'key', key, line: line.trim() };
 }
 
-function edit(path: string, change: (lines: string[]) => string[]): void {
-  const lines = readTextOptional(path).split('\n').filter((l, i, all) => l !== '' || i < all.length - 1);
-  writeFileAtomic(path, change(lines).join('\n') + '\n', 0o600);
-}
+const edit = editList;
 
 export async function hostCommand(ctx: CliContext, args: string[]): Promise<number> {
   const [verb, ...rest] = args;
@@ -46,11 +43,7 @@ export async function hostCommand(ctx: CliContext, args: string[]): Promise<numb
       const g = parseGrant(rest);
       ensurePrivateDir(ctx.state);
       if (g.kind === 'endpoint') {
-        // An endpoint id is also an ed25519 SSH key: authorize it at both stages.
-        if (!parseEndpointList(readTextOptional(endpoints)).some((e) => e.id === g.id)) edit(endpoints, (l) => [...l, g.id]);
-        const line = endpointKeyLine(g.id);
-        const b64 = line.split(' ')[1];
-        if (!parseKeyList(readTextOptional(keys)).some((k) => k.base64 === b64)) edit(keys, (l) => [...l, line]);
+        authorizeEndpoint(ctx.state, g.id);
         process.stdout.write(`authorized endpoint ${g.id}\n`);
       } else {
         if (!parseKeyList(readTextOptional(keys)).some((k) => k.base64 === g.key.base64)) edit(keys, (l) => [...l, g.line]);

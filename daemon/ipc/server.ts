@@ -12,8 +12,8 @@ import { PROTOCOL_VERSION, type Frame, type FrameOf } from '../../shared/ipc/fra
 import type { Logger } from '../log.js';
 
 /** The requests a client may make, one per connection. */
-export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'> | FrameOf<'ls'>;
-const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop', 'ls']);
+export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'> | FrameOf<'ls'> | FrameOf<'invite'> | FrameOf<'invitations'> | FrameOf<'invite_cancel'> | FrameOf<'join'>;
+const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop', 'ls', 'invite', 'invitations', 'invite_cancel', 'join']);
 
 /** One client's session as a request handler sees it. */
 export interface IpcSession {

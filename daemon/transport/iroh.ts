@@ -16,6 +16,9 @@ const iroh = createRequire(import.meta.url)('@number0/iroh/index.js') as typeof 
 
 export const ALPN = 'burrow/ssh/1';
 const ALPN_BYTES = Array.from(Buffer.from(ALPN));
+/** Pairing by code (daemon/pair/): accepted only while the host has an invitation open. */
+export const PAIR_ALPN = 'burrow/pair/1';
+const PAIR_ALPN_BYTES = Array.from(Buffer.from(PAIR_ALPN));
 
 /** Close codes we send: the peer sees them with the reason. */
 export const CloseCode = { Normal: 0n, Refused: 1n, Protocol: 2n, Shutdown: 3n } as const;
@@ -272,6 +275,8 @@ export interface ServeHooks {
   authorize: Authorize;
   /** An authorized connection; streams are the caller's to accept. */
   onConnection: (conn: IrohConnection) => void;
+  /** A peer on the pairing ALPN (not authorized: it has no id we know yet); false refuses it. */
+  pairing?: (conn: IrohConnection) => boolean;
 }
 
 const HANDSHAKE_TIMEOUT_MS = 15_000;
@@ -308,7 +313,7 @@ export class IrohTransport {
         break;
     }
     b.secretKey(toIrohBytes(opts.seed));
-    b.alpns([ALPN_BYTES]);
+    b.alpns([ALPN_BYTES, PAIR_ALPN_BYTES]);
     const binds = opts.bind === undefined ? [] : typeof opts.bind === 'string' ? [opts.bind] : opts.bind;
     let named: { v4: boolean; v6: boolean } | undefined;
     if (binds.length > 0) {
@@ -364,8 +369,8 @@ export class IrohTransport {
     return this.connections.size;
   }
 
-  /** Dial a peer by ticket, endpoint id or PeerAddr, within `timeoutMs`. */
-  async dial(target: string | PeerAddr, timeoutMs: number): Promise<IrohConnection> {
+  /** Dial a peer by ticket, endpoint id or PeerAddr, within `timeoutMs` (on the SSH ALPN unless told). */
+  async dial(target: string | PeerAddr, timeoutMs: number, alpn: string = ALPN): Promise<IrohConnection> {
     if (this.closing) throw new BurrowError(ErrorCodes.ShuttingDown, 'endpoint is closing');
     let peer: PeerAddr;
     if (typeof target !== 'string') peer = target;
@@ -376,7 +381,7 @@ export class IrohTransport {
     const short = peer.id.slice(0, 10);
     // PITFALL: connect() has no timeout of its own. A connection that arrives after we gave up is closed.
     const conn = await withTimeout(
-      this.endpoint.connect(addr, ALPN_BYTES).catch((err: unknown) => {
+      this.endpoint.connect(addr, alpn === PAIR_ALPN ? PAIR_ALPN_BYTES : ALPN_BYTES).catch((err: unknown) => {
         const e = irohError(err, ErrorCodes.ConnectFailed, `connect to ${short}`, this.endpointId);
         // An id alone is dialable only through discovery or a relay; say so, not iroh's words.
         if (e.code === ErrorCodes.ConnectFailed && peer.direct.length === 0 && !peer.relayUrl) {
@@ -432,6 +437,10 @@ export class IrohTransport {
       return;
     }
     const c = this.track(new IrohConnection(this, conn));
+    if (Buffer.from(conn.alpn()).toString() === PAIR_ALPN) {
+      if (this.closing || !hooks.pairing?.(c)) c.close('no invitation is open', CloseCode.Refused);
+      return;
+    }
     if (Buffer.from(conn.alpn()).toString() !== ALPN) {
       c.close('unsupported protocol', CloseCode.Protocol);
       return;

@@ -40,6 +40,11 @@ const SPECS = {
   stop: {},
   // The entries of a remote directory, over the pooled connection's SFTP (shell completion).
   ls: { target: 'string', path: 'string' },
+  // Pairing by code: open an invitation (host), list or cancel them, join with a code (client).
+  invite: { name: 'string?', ttl: 'uint?', detach: 'bool?' },
+  invitations: {},
+  invite_cancel: { which: 'string?' },
+  join: { code: 'string' },
 
   // Streams, both ways.
   stdin: { data: 'bytes' },
@@ -54,6 +59,8 @@ const SPECS = {
   result: { value: 'object' },
   // Transfer progress: bytes of the current file, and totals so far.
   progress: { path: 'string', bytes: 'uint', size: 'uint', files: 'uint', totalBytes: 'uint' },
+  // An invitation is open: its code (the password words: shown to the user, never logged).
+  invitation: { code: 'string', nameplate: 'string', expiresAt: 'uint', name: 'string', where: 'string?' },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 
 type Specs = typeof SPECS;

@@ -1,0 +1,49 @@
+// burrow join CODE [--as ALIAS]: pair with the machine that ran `burrow invite`. The daemon finds
+// it, proves the code and gets authorized; this records the alias, so `burrow ssh ALIAS` works.
+
+import { addAlias, readAliases } from '../../shared/aliases.js';
+import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import { formatCode, parseCode } from '../../shared/pair/code.js';
+import { isAliasName } from '../../shared/target.js';
+import { ask, usage, type CliContext } from '../context.js';
+import { writeSshKnownHosts } from './sshconfig.js';
+
+const USAGE = 'usage: burrow join CODE [--as ALIAS]   (CODE from burrow invite on the other machine)';
+
+/** The alias to use: the one asked for, else the host's offered name made valid and unique. */
+function aliasFor(offered: string, ticket: string, existing: Record<string, string>): string {
+  const base = offered.toLowerCase().replace(/[^a-z0-9_.-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '').slice(0, 40) || 'host';
+  const ok = (n: string): boolean => isAliasName(n) && (existing[n] === undefined || existing[n] === ticket);
+  if (ok(base)) return base;
+  for (let i = 2; i < 100; i++) if (ok(`${base}-${i}`)) return `${base}-${i}`;
+  throw new BurrowError(ErrorCodes.BadArgument, `no free alias for ${offered}: use --as`);
+}
+
+export async function joinCommand(ctx: CliContext, args: string[]): Promise<number> {
+  const words: string[] = [];
+  let alias: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--as') {
+      alias = args[++i];
+      if (alias === undefined) usage(USAGE);
+    } else if (a.startsWith('-')) usage(USAGE);
+    else words.push(a);
+  }
+  if (words.length === 0) usage(USAGE);
+  // Checked here so a typo costs nothing: a code that reaches the inviter is its one guess.
+  const code = formatCode(parseCode(words.join(' ')));
+  if (alias !== undefined) {
+    if (!isAliasName(alias)) usage(`--as ${JSON.stringify(alias)}: use letters, digits, "_", "." and "-"`);
+    if (readAliases(ctx.state)[alias] !== undefined) usage(`alias ${alias} already exists: burrow alias remove ${alias}, or choose another with --as`);
+  }
+  const r = await ask(ctx, { t: 'join', code });
+  const ticket = String(r['ticket']);
+  const name = String(r['name']);
+  const chosen = alias ?? aliasFor(name, ticket, readAliases(ctx.state));
+  addAlias(ctx.state, chosen, ticket);
+  writeSshKnownHosts(ctx.state);
+  process.stdout.write(`paired with ${name} (${String(r['endpointId'])}), found via ${String(r['via'])}\n`);
+  process.stdout.write(`alias: ${chosen}   try: burrow ssh ${chosen}\n`);
+  return 0;
+}
