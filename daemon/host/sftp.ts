@@ -7,7 +7,7 @@ import { posix as path } from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
 import type { Logger } from '../log.js';
-import { EXTENSIONS, extended, loadIdNames, type IdNames } from './sftp-ext.js';
+import { EXTENSIONS, extended, loadIdNames, type ExtSession, type IdNames } from './sftp-ext.js';
 import { MAX_READ, SftpStatus, advertise, bareName, canExtend, eof, errorReply, ok, sendExtendedReply, type Reply } from './sftp-proto.js';
 
 export interface SftpContext {
@@ -150,8 +150,9 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
     return { kind: 'handle', handle };
   };
 
+  const find = (handle: Buffer): Open | undefined => (handle.length === 4 ? open.get(handle.readUInt32BE(0)) : undefined);
   const lookup = (handle: Buffer): Open => {
-    const o = handle.length === 4 ? open.get(handle.readUInt32BE(0)) : undefined;
+    const o = find(handle);
     if (!o) throw new SftpStatus(STATUS_CODE.FAILURE, 'invalid handle');
     return o;
   };
@@ -405,7 +406,7 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
     }),
   );
 
-  const extSession = { home: ctx.home, resolve, idNames: ids, handle: (h: Buffer): Open | undefined => (h.length === 4 ? open.get(h.readUInt32BE(0)) : undefined) };
+  const extSession: ExtSession = { home: ctx.home, resolve, idNames: ids, handle: find };
   sftp.on('EXTENDED', (id, name, data: Buffer | undefined) => {
     const request = data && Buffer.from(data);
     serve(id, () => extended(extSession, name, request));
