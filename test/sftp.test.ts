@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { promisify } from 'node:util';
@@ -33,6 +33,8 @@ let server: Server;
 let port: number;
 const logLines: Record<string, unknown>[] = [];
 const clients: Client[] = [];
+/** The server side of the newest SFTP session. */
+let lastServed: SFTPWrapper | undefined;
 
 beforeAll(async () => {
   root = await fsp.realpath(await fsp.mkdtemp(join(tmpdir(), 'burrow-sftp-')));
@@ -46,7 +48,14 @@ beforeAll(async () => {
       }
       ctx.reject(['publickey']);
     });
-    conn.on('ready', () => conn.on('session', (accept) => accept().on('sftp', (acceptSftp) => serveSftp(acceptSftp(), { home, remote: 'test', log }))));
+    conn.on('ready', () =>
+      conn.on('session', (accept) =>
+        accept().on('sftp', (acceptSftp) => {
+          lastServed = acceptSftp();
+          serveSftp(lastServed, { home, remote: 'test', log });
+        }),
+      ),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
@@ -69,12 +78,12 @@ afterEach(() => {
   for (const c of clients.splice(0)) c.end();
 });
 
-async function connect(): Promise<{ client: Client; sftp: SFTPWrapper }> {
+async function connect(via = port): Promise<{ client: Client; sftp: SFTPWrapper }> {
   const client = new ssh2.Client();
   clients.push(client);
   await new Promise<void>((resolve, reject) => {
     client.once('ready', resolve).once('error', reject);
-    client.connect({ host: '127.0.0.1', port, username: 'me', privateKey: userKey.private });
+    client.connect({ host: '127.0.0.1', port: via, username: 'me', privateKey: userKey.private });
   });
   const sftp = await new Promise<SFTPWrapper>((resolve, reject) => client.sftp((err, s) => (err ? reject(err) : resolve(s))));
   return { client, sftp };
@@ -433,5 +442,101 @@ describe("OpenSSH's extensions, through ssh2's client", () => {
     expect(await call<string>((cb) => ext.ext_home_dir('', cb))).toBe(home);
     expect(await call<string>((cb) => ext.ext_home_dir(userInfo().username, cb))).toBe(userInfo().homedir);
     expect((await failure(call<string>((cb) => ext.ext_home_dir('no-such-user-here', cb)))).code).toBe(STATUS_CODE.FAILURE);
+  });
+});
+
+describe('extended replies and the SSH window', () => {
+  /** A relay between client and server that can hold what the server sends: meanwhile the client opens no window. */
+  async function holdingRelay(): Promise<{ port: number; hold(): void; release(): void; close(): Promise<void> }> {
+    let held: Buffer[] | undefined;
+    const sockets: Socket[] = [];
+    let toClient: Socket | undefined;
+    const relay = createServer((c) => {
+      const up = connectTcp(port, '127.0.0.1');
+      c.pipe(up);
+      up.on('data', (d: Buffer) => (held ? held.push(d) : c.write(d)));
+      up.on('end', () => c.end());
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+      sockets.push(c, up);
+      toClient = c;
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    return {
+      port: (relay.address() as AddressInfo).port,
+      hold: () => void (held = []),
+      release() {
+        const out = held ?? [];
+        held = undefined;
+        for (const d of out) toClient!.write(d);
+      },
+      async close() {
+        for (const sock of sockets) sock.destroy(); // close() waits for open connections
+        await new Promise<void>((r) => relay.close(() => r()));
+      },
+    };
+  }
+
+  /** Reads of `len` at each offset and a statvfs after the reads marked; resolves with the order replies came in. */
+  function readsAndStatvfs(sftp: SFTPWrapper, handle: Buffer, content: Buffer, len: number, count: number, statvfsAfter: (i: number) => boolean): Promise<string[]> {
+    const order: string[] = [];
+    const done: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) {
+      done.push(
+        new Promise<void>((resolve, reject) =>
+          sftp.read(handle, Buffer.alloc(len), 0, len, i * len, (err, n, buf) => {
+            if (err) return reject(err);
+            order.push(buf.subarray(0, n).equals(content.subarray(i * len, (i + 1) * len)) ? `read ${i}` : `read ${i} corrupt`);
+            resolve();
+          }),
+        ),
+      );
+      if (statvfsAfter(i)) done.push(call<{ f_namemax: number }>((cb) => sftp.ext_openssh_statvfs('.', cb)).then((st) => void order.push(`statvfs ${i} ${st.f_namemax}`)));
+    }
+    return Promise.all(done).then(() => order);
+  }
+
+  const expectedOrder = (count: number, statvfsAfter: (i: number) => boolean): string[] =>
+    Array.from({ length: count }, (_, i) => (statvfsAfter(i) ? [`read ${i}`, `statvfs ${i} 255`] : [`read ${i}`])).flat();
+
+  it('extended replies queued behind reads that wait for the client\'s window arrive intact and in order', async () => {
+    const relay = await holdingRelay();
+    try {
+      const { sftp } = await connect(relay.port);
+      const chunk = 256 * 1024 - 1024;
+      const content = randomBytes(16 * chunk);
+      await fsp.writeFile(join(home, 'big'), content);
+      const handle = await call<Buffer>((cb) => sftp.open('big', 'r', cb));
+      relay.hold();
+      const every4th = (i: number): boolean => i % 4 === 3;
+      const order = readsAndStatvfs(sftp, handle, content, chunk, 16, every4th);
+      await new Promise((r) => setTimeout(r, 500));
+      relay.release();
+      expect(await order).toEqual(expectedOrder(16, every4th));
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it('an extended reply the window cuts in two is finished, then what queued behind it, once the window opens', async () => {
+    const relay = await holdingRelay();
+    try {
+      const { sftp } = await connect(relay.port);
+      const handle = await call<Buffer>((cb) => sftp.open('big', 'w+', cb));
+      const window = (lastServed as unknown as { outgoing: { window: number } }).outgoing.window;
+      // Nine reads whose replies (13 bytes of header each) leave less of the window than a statvfs reply (97 bytes).
+      const len = Math.floor((window - 50) / 9) - 13;
+      expect(window - 9 * (len + 13)).toBeLessThan(97);
+      const content = randomBytes(20 * len);
+      await fsp.writeFile(join(home, 'big'), content);
+      relay.hold();
+      const after = (i: number): boolean => i === 8 || i === 12;
+      const order = readsAndStatvfs(sftp, handle, content, len, 20, after);
+      await new Promise((r) => setTimeout(r, 500));
+      relay.release();
+      expect(await order).toEqual(expectedOrder(20, after));
+    } finally {
+      await relay.close();
+    }
   });
 });
