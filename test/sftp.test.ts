@@ -357,7 +357,7 @@ describe("OpenSSH's extensions, through ssh2's client", () => {
     expect(internals.maxOpenHandles).toBeGreaterThan(10);
   });
 
-  it('statvfs and fstatvfs report the filesystem statfs sees; a missing path is NO_SUCH_FILE, a directory handle FAILURE', async () => {
+  it('statvfs and fstatvfs (of a removed file too) report the filesystem statfs sees; a missing path is NO_SUCH_FILE, a directory handle FAILURE', async () => {
     const { sftp } = await connect();
     await fsp.writeFile(join(home, 'f'), 'x');
     const want = await fsp.statfs(home);
@@ -365,6 +365,7 @@ describe("OpenSSH's extensions, through ssh2's client", () => {
     expect(st).toMatchObject({ f_bsize: want.bsize, f_blocks: want.blocks, f_files: want.files, f_namemax: 255 });
     expect(st.f_flag & 1).toBe(0); // not read-only
     const h = await call<Buffer>((cb) => sftp.open('f', 'r', cb));
+    await fsp.unlink(join(home, 'f')); // an open file needs no name
     expect(await call<StatVfs>((cb) => sftp.ext_openssh_fstatvfs(h, cb))).toMatchObject({ f_bsize: want.bsize, f_blocks: want.blocks });
     expect((await failure(call((cb) => sftp.ext_openssh_statvfs('nope/x', cb)))).code).toBe(STATUS_CODE.NO_SUCH_FILE);
     const d = await call<Buffer>((cb) => sftp.opendir('.', cb));

@@ -67,9 +67,10 @@ async function mountFlags(dev: bigint, real: string): Promise<bigint> {
   return (best?.options.includes('ro') ? ST_RDONLY : 0n) | (best?.options.includes('nosuid') ? ST_NOSUID : 0n);
 }
 
-/** The statvfs reply for the filesystem at `p` (a path, or /proc/self/fd/N for an open file). */
-async function statvfs(p: string): Promise<Reply> {
-  const [fs, st, real] = await Promise.all([fsp.statfs(p, { bigint: true }), fsp.stat(p, { bigint: true }), fsp.realpath(p)]);
+/** The statvfs reply for the filesystem at `p` (a path, or /proc/self/fd/N for an open file, named `named`). */
+async function statvfs(p: string, named = p): Promise<Reply> {
+  // An open file may have been removed since: its /proc link then names no path.
+  const [fs, st, real] = await Promise.all([fsp.statfs(p, { bigint: true }), fsp.stat(p, { bigint: true }), fsp.realpath(p).catch(() => named)]);
   const body = new Writer()
     .u64(fs.bsize)
     .u64(fs.bsize) // f_frsize: Node does not report it; Linux filesystems count blocks in bsize units
@@ -234,7 +235,7 @@ const TABLE: readonly (readonly [name: string, version: string, handler: Handler
     async (s, r) => {
       const f = fileOf(s, r);
       if (!f) return status(STATUS_CODE.FAILURE, 'invalid handle');
-      return statvfs(`/proc/self/fd/${f.fh.fd}`);
+      return statvfs(`/proc/self/fd/${f.fh.fd}`, f.path);
     },
   ],
   [
