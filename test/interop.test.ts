@@ -6,45 +6,14 @@ import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readl
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
-import { keygen, startSshd, type RunningSshd } from './helpers/sshd.js';
+import { BURROW, runCli, stopAllDaemons } from './helpers/daemon.js';
+import { proxySetup as setup, type ProxySetup as Setup } from './helpers/proxy.js';
+import { startSshd, type RunningSshd } from './helpers/sshd.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 const shaFile = (p: string): string => sha(readFileSync(p));
 
 afterAll(stopAllDaemons);
-
-interface Setup {
-  host: RunningDaemon;
-  agent: RunningDaemon;
-  /** ssh -F config that reaches the host as box.burrow. */
-  config: string;
-  key: string;
-  work: string;
-}
-
-/** A host, an agent, an OpenSSH user key the host authorizes, and `burrow ssh-config` output. */
-async function setup(hostArgs: string[] = []): Promise<Setup> {
-  const agent = await startDaemon();
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host', ...hostArgs], endpoints: [agentId] });
-  const work = join(agent.dir, 'work');
-  mkdirSync(work);
-  const key = join(agent.dir, 'user_key');
-  const { pub } = keygen(key, 'openssh-user');
-  host.authorizeKey(pub);
-  host.authorizeKey(endpointKeyLine(agentId));
-  expect((await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket])).code).toBe(0);
-  const cfg = await runCli(agent.cliEnv, ['ssh-config']);
-  // The ProxyCommand must reach this test's agent: its socket and state go in by env.
-  const config = join(agent.dir, 'ssh_config');
-  writeFileSync(
-    config,
-    cfg.stdout.replace('ProxyCommand ', `ProxyCommand env BURROW_SOCKET=${agent.socket} BURROW_STATE=${agent.state} BURROW_NO_AUTOSTART=1 `) +
-      `    IdentityFile ${key}\n    IdentitiesOnly yes\n    BatchMode yes\n    LogLevel ERROR\n`,
-  );
-  return { host, agent, config, key, work };
-}
 
 function run(cmd: string, args: string[], opts: { cwd?: string; input?: string } = {}): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, { encoding: 'utf8', timeout: 120_000, ...opts });

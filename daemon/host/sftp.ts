@@ -7,6 +7,8 @@ import { posix as path } from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
 import type { Logger } from '../log.js';
+import { EXTENSIONS, extended, loadIdNames, type ExtSession, type IdNames } from './sftp-ext.js';
+import { MAX_READ, SftpStatus, advertise, bareName, canExtend, eof, errorReply, ok, sendExtendedReply, type Reply } from './sftp-proto.js';
 
 export interface SftpContext {
   /** Where relative paths (and ".") resolve: the serving user's home. */
@@ -18,8 +20,6 @@ export interface SftpContext {
 
 const { STATUS_CODE, OPEN_MODE } = ssh2.utils.sftp;
 
-// Like OpenSSH's sftp-server: a READ reply must fit the peer's 256 KiB packet limit with its header.
-const MAX_READ = 256 * 1024 - 1024;
 const READDIR_BATCH = 100;
 // A write into the page cache takes microseconds; one that blocks longer than this means a slow or
 // throttled disk, and from then on the session's writes go through the thread pool.
@@ -40,49 +40,9 @@ interface OpenDir {
 }
 type Open = OpenFile | OpenDir;
 
-type Reply =
-  | { kind: 'status'; code: number; message: string }
-  | { kind: 'handle'; handle: Buffer }
-  | { kind: 'data'; data: Buffer }
-  | { kind: 'name'; names: FileEntry[] }
-  | { kind: 'attrs'; attrs: Attributes };
-
-const ok = (): Reply => ({ kind: 'status', code: STATUS_CODE.OK, message: 'Success' });
-const eof = (): Reply => ({ kind: 'status', code: STATUS_CODE.EOF, message: 'End of file' });
-
-/** A failure an operation reports with a chosen status code. */
-class SftpStatus extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Map a thrown error to a status reply; system errors lose their path ("ENOENT: no such file, open '/x'"). */
-function errorReply(err: unknown): Reply {
-  if (err instanceof SftpStatus) return { kind: 'status', code: err.code, message: err.message };
-  const e = err as NodeJS.ErrnoException;
-  switch (e.code) {
-    case 'ENOENT':
-      return { kind: 'status', code: STATUS_CODE.NO_SUCH_FILE, message: 'No such file or directory' };
-    case 'EACCES':
-    case 'EPERM':
-      return { kind: 'status', code: STATUS_CODE.PERMISSION_DENIED, message: 'Permission denied' };
-  }
-  const described = typeof e.code === 'string' ? /^[A-Z0-9]+: ([^,]+)/.exec(e.message)?.[1] : undefined;
-  const message = described ? described[0]!.toUpperCase() + described.slice(1) : String(e.message ?? err);
-  return { kind: 'status', code: STATUS_CODE.FAILURE, message };
-}
-
 function toAttrs(st: Stats): Attributes {
   return { mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, atime: Math.floor(st.atimeMs / 1000), mtime: Math.floor(st.mtimeMs / 1000) };
 }
-
-// ssh2 sends only the attribute fields that are present; names without attributes (REALPATH, READLINK) send none.
-const NO_ATTRS = {} as Attributes;
-const bareName = (p: string): Reply => ({ kind: 'name', names: [{ filename: p, longname: p, attrs: NO_ATTRS }] });
 
 /** SFTP pflags to open(2) flags. */
 function openFlags(pflags: number): number {
@@ -117,13 +77,6 @@ async function applyAttrs(t: AttrTarget, a: Partial<Attributes>): Promise<void> 
   if (a.uid !== undefined && a.gid !== undefined) await t.chown(a.uid, a.gid);
 }
 
-/** Read a string (uint32 length + bytes) at `at` of an EXTENDED request's data. */
-function readString(buf: Buffer, at: number): { s: string; next: number } | undefined {
-  if (at + 4 > buf.length) return undefined;
-  const end = at + 4 + buf.readUInt32BE(at);
-  return end > buf.length ? undefined : { s: buf.toString('utf8', at + 4, end), next: end };
-}
-
 // --- ls -l style longname, as OpenSSH's sftp-server writes it ---
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -156,26 +109,6 @@ function lsDate(mtimeMs: number): string {
   return `${head}  ${d.getFullYear()}`;
 }
 
-interface IdNames {
-  users: Map<number, string>;
-  groups: Map<number, string>;
-}
-
-/** uid/gid to names from /etc/passwd and /etc/group (read async: getpwuid would block the daemon). */
-async function loadIdNames(): Promise<IdNames> {
-  const parse = async (file: string): Promise<Map<number, string>> => {
-    const m = new Map<number, string>();
-    const text = await fsp.readFile(file, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
-      const [name, , id] = line.split(':');
-      if (name && id && !m.has(Number(id))) m.set(Number(id), name);
-    }
-    return m;
-  };
-  const [users, groups] = await Promise.all([parse('/etc/passwd'), parse('/etc/group')]);
-  return { users, groups };
-}
-
 function longname(name: string, st: Stats, ids: IdNames): string {
   const user = ids.users.get(st.uid) ?? String(st.uid);
   const group = ids.groups.get(st.gid) ?? String(st.gid);
@@ -199,6 +132,10 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
 
   const resolve = (p: string): string => path.resolve(ctx.home, p);
 
+  // Clients send only the extensions the VERSION hello lists, so without ssh2's internals none are.
+  if (canExtend(sftp)) advertise(sftp, EXTENSIONS);
+  else log.warn({ event: 'sftp_no_extensions', remote }, 'sftp extensions not advertised: ssh2 internals changed');
+
   const register = async (o: Open): Promise<Reply> => {
     if (ended) {
       // The channel closed while this open was in flight: nobody can ever close it.
@@ -213,8 +150,9 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
     return { kind: 'handle', handle };
   };
 
+  const find = (handle: Buffer): Open | undefined => (handle.length === 4 ? open.get(handle.readUInt32BE(0)) : undefined);
   const lookup = (handle: Buffer): Open => {
-    const o = handle.length === 4 ? open.get(handle.readUInt32BE(0)) : undefined;
+    const o = find(handle);
     if (!o) throw new SftpStatus(STATUS_CODE.FAILURE, 'invalid handle');
     return o;
   };
@@ -243,6 +181,8 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
         return sftp.name(id, r.names);
       case 'attrs':
         return sftp.attrs(id, r.attrs);
+      case 'extended':
+        return sendExtendedReply(sftp, id, r.body);
     }
   };
 
@@ -294,13 +234,14 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
     await fsp.rename(from, to);
   };
 
+  const ids = (): Promise<IdNames> => (idNames ??= loadIdNames());
+
   const readdir = async (d: OpenDir): Promise<Reply> => {
-    idNames ??= loadIdNames();
-    const ids = await idNames;
+    const names = await ids();
     const batch: FileEntry[] = [];
     const add = async (name: string): Promise<void> => {
       const st = await fsp.lstat(path.join(d.path, name)).catch(() => undefined); // gone since it was listed
-      if (st) batch.push({ filename: name, longname: longname(name, st, ids), attrs: toAttrs(st) });
+      if (st) batch.push({ filename: name, longname: longname(name, st, names), attrs: toAttrs(st) });
     };
     if (!d.dotsSent) {
       d.dotsSent = true;
@@ -465,18 +406,11 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
     }),
   );
 
-  // ssh2's VERSION packet advertises no extensions, so OpenSSH's sftp never sends this one; other
-  // clients may send it anyway.
-  sftp.on('EXTENDED', (id, name, data: Buffer | undefined) =>
-    serve(id, async () => {
-      if (name !== 'posix-rename@openssh.com') return { kind: 'status', code: STATUS_CODE.OP_UNSUPPORTED, message: `Unsupported extension ${name}` };
-      const from = data && readString(data, 0);
-      const to = data && from && readString(data, from.next);
-      if (!from || !to) return { kind: 'status', code: STATUS_CODE.BAD_MESSAGE, message: 'Malformed posix-rename request' };
-      await fsp.rename(resolve(from.s), resolve(to.s));
-      return ok();
-    }),
-  );
+  const extSession: ExtSession = { home: ctx.home, resolve, idNames: ids, handle: find };
+  sftp.on('EXTENDED', (id, name, data: Buffer | undefined) => {
+    const request = data && Buffer.from(data);
+    serve(id, () => extended(extSession, name, request));
+  });
 
   // A malformed packet: ssh2 destroys the channel after emitting this; without a listener it would throw.
   sftp.on('error', (err: Error) => log.warn({ event: 'sftp_error', remote, err: err.message }, 'sftp protocol error'));
