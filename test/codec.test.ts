@@ -79,7 +79,7 @@ describe('frame codec', () => {
       fc.property(fc.array(frameArb, { minLength: 1, maxLength: 12 }), fc.array(fc.nat(), { maxLength: 30 }), (frames, cuts) => {
         const wire = Buffer.concat(frames.map(encodeFrame));
         const got = decodeAll(chunked(wire, cuts));
-        expect(got).toEqual(frames.map((frame) => ({ frame })));
+        expect(got).toEqual(frames.map((frame) => ({ frame, size: encodeFrame(frame).length })));
       }),
       { numRuns: 300 },
     );
@@ -89,7 +89,7 @@ describe('frame codec', () => {
     const frames: Frame[] = [{ t: 'hello', v: 1 }, { t: 'stdin', data: Buffer.from('abc') }, { t: 'exit', code: 3 }];
     const wire = Buffer.concat(frames.map(encodeFrame));
     const got = decodeAll([...wire].map((b) => Buffer.from([b])));
-    expect(got).toEqual(frames.map((frame) => ({ frame })));
+    expect(got).toEqual(frames.map((frame) => ({ frame, size: encodeFrame(frame).length })));
   });
 
   it('never throws on garbage, and fails with a known code at most once', () => {
@@ -160,7 +160,7 @@ describe('frame codec', () => {
     const wire = Buffer.concat([encodeFrame({ t: 'eof' }), withHeader(Buffer.from([0xc1])), encodeFrame({ t: 'eof' })]);
     const got = decodeAll([wire]);
     expect(got).toHaveLength(2);
-    expect(got[0]).toEqual({ frame: { t: 'eof' } });
+    expect(got[0]).toEqual({ frame: { t: 'eof' }, size: encodeFrame({ t: 'eof' }).length });
     expect(got[1] && 'error' in got[1]).toBe(true);
   });
 });

@@ -19,14 +19,16 @@ export function encodeFrame(frame: Frame): Buffer {
   return out;
 }
 
-/** What the decoder yields: frames, then at most one error after which it yields nothing more. */
-export type Decoded = { frame: Frame } | { error: BurrowError };
+/** What the decoder yields: frames (with their encoded size), then at most one error after which it yields nothing more. */
+export type Decoded = { frame: Frame; size: number } | { error: BurrowError };
 
 /**
  * A streaming decoder that survives any chunking. It never throws: bad input becomes one
  * `{error}` item, after which the decoder is spent (the connection is to be closed).
  */
 export class FrameDecoder {
+  /** Largest frame body accepted from here on; a server lowers it where only small frames belong. */
+  maxFrame = MAX_FRAME;
   private chunks: Buffer[] = [];
   private buffered = 0;
   private failed = false;
@@ -36,45 +38,55 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** Every whole frame in the bytes so far. */
   push(chunk: Uint8Array): Decoded[] {
-    if (this.failed) return [];
-    if (chunk.length > 0) {
-      this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
-      this.buffered += chunk.length;
-    }
+    this.append(chunk);
     const out: Decoded[] = [];
-    while (this.buffered >= 4) {
-      const len = this.peekLength();
-      if (len > MAX_FRAME) return this.fail(out, new BurrowError(ErrorCodes.FrameTooLarge, `frame of ${len} bytes is over the ${MAX_FRAME}-byte limit`));
-      if (this.buffered < 4 + len) break;
-      const body = this.take(4 + len).subarray(4);
-      let value: unknown;
-      try {
-        value = packr.unpack(body);
-      } catch (err) {
-        return this.fail(out, new BurrowError(ErrorCodes.BadFrame, `undecodable frame: ${err instanceof Error ? err.message : String(err)}`));
-      }
-      try {
-        out.push({ frame: validateFrame(value) });
-      } catch (err) {
-        return this.fail(out, err instanceof BurrowError ? err : new BurrowError(ErrorCodes.BadFrame, String(err)));
-      }
-    }
+    for (let d = this.next(); d !== undefined; d = this.next()) out.push(d);
     return out;
+  }
+
+  /** Take bytes without decoding them yet (see next). */
+  append(chunk: Uint8Array): void {
+    if (this.failed || chunk.length === 0) return;
+    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+    this.buffered += chunk.length;
+  }
+
+  /**
+   * The next whole frame, or undefined when more bytes are needed. One at a time, so that a
+   * caller can change maxFrame between frames (a hello and the request may share a chunk).
+   */
+  next(): Decoded | undefined {
+    if (this.failed || this.buffered < 4) return undefined;
+    const len = this.peekLength();
+    if (len > this.maxFrame) return this.fail(new BurrowError(ErrorCodes.FrameTooLarge, `frame of ${len} bytes is over the ${this.maxFrame}-byte limit`));
+    if (this.buffered < 4 + len) return undefined;
+    const body = this.take(4 + len).subarray(4);
+    let value: unknown;
+    try {
+      value = packr.unpack(body);
+    } catch (err) {
+      return this.fail(new BurrowError(ErrorCodes.BadFrame, `undecodable frame: ${err instanceof Error ? err.message : String(err)}`));
+    }
+    try {
+      return { frame: validateFrame(value), size: 4 + len };
+    } catch (err) {
+      return this.fail(err instanceof BurrowError ? err : new BurrowError(ErrorCodes.BadFrame, String(err)));
+    }
   }
 
   /** The stream ended: bytes still held are a truncated frame. */
   end(): Decoded[] {
     if (this.failed || this.buffered === 0) return [];
-    return this.fail([], new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.buffered} bytes held)`));
+    return [this.fail(new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.buffered} bytes held)`))];
   }
 
-  private fail(out: Decoded[], error: BurrowError): Decoded[] {
+  private fail(error: BurrowError): Decoded {
     this.failed = true;
     this.chunks = [];
     this.buffered = 0;
-    out.push({ error });
-    return out;
+    return { error };
   }
 
   private peekLength(): number {
