@@ -32,9 +32,13 @@ export const IpcLimits = {
    */
   maxStreamFrame: MAX_CHUNK + 1024,
   /** Frames read before the handler takes them; beyond this the socket is not read. */
-  maxHeld: 256 * 1024,
-  /** Unread input over all connections; a connection that would go over is closed. */
-  maxBufferedTotal: 64 * 1024 * 1024,
+  maxHeld: 64 * 1024,
+  /**
+   * Partial frames of clients whose request has not run yet (only these may be large), over all
+   * connections; a connection that would go over is closed. Memory the daemon frees goes back to
+   * its allocator, not always to the system, so this caps the high-water mark.
+   */
+  maxEarlyTotal: 16 * 1024 * 1024,
 } as const;
 
 /** One client's session as a request handler sees it. */
@@ -69,6 +73,8 @@ export class IpcServer {
   private readonly idleWaiters: (() => void)[] = [];
   /** Bytes read from clients and not yet handed on, over all connections. */
   private buffered = 0;
+  /** The part of that held by clients whose request has not run yet. */
+  private early = 0;
 
   constructor(
     private readonly path: string,
@@ -119,8 +125,9 @@ export class IpcServer {
     const held: Frame[] = [];
     let heldBytes = 0;
     let pausedByHandler = false;
-    // What this connection counts in this.buffered.
+    // What this connection counts in this.buffered and this.early.
     let counted = 0;
+    let countedEarly = 0;
     const closeListeners: (() => void)[] = [];
     const drainListeners: (() => void)[] = [];
     let timer: NodeJS.Timeout | undefined;
@@ -129,6 +136,9 @@ export class IpcServer {
       const now = decoder.pending + heldBytes;
       this.buffered += now - counted;
       counted = now;
+      const early = stage === 'stream' ? 0 : decoder.pending;
+      this.early += early - countedEarly;
+      countedEarly = early;
     };
     const write = (f: Frame): boolean => sock.write(encodeFrame(f));
     const session: IpcSession = {
@@ -205,12 +215,14 @@ export class IpcServer {
       this.sockets.delete(sock);
       // Nothing this connection read is held any more.
       this.buffered -= counted;
-      counted = 0;
+      this.early -= countedEarly;
+      counted = countedEarly = 0;
     });
     const reject = (err: BurrowError): void => {
       this.log.warn({ event: 'ipc_bad_input', session: id, code: err.code, err: boundedMessage(err.message) }, 'closing IPC session on bad input');
       session.fail(err);
-      // A client that neither reads nor closes does not keep the socket.
+      // Nothing more is read (or allocated for it); a client that neither reads nor closes does not keep the socket.
+      sock.pause();
       setTimeout(() => sock.destroy(), 2000).unref();
     };
     // Until the request runs, a client is on a clock: hello first, then each frame it begins.
@@ -251,10 +263,20 @@ export class IpcServer {
       }
     };
 
+    // A request may be large, but all of those still arriving share one budget: a frame that
+    // would go over it is refused from its header, before its bytes are held.
+    const nextFrame = (): ReturnType<FrameDecoder['next']> => {
+      if (stage === 'request') decoder.maxFrame = Math.min(MAX_FRAME, IpcLimits.maxEarlyTotal - (this.early - countedEarly));
+      const d = decoder.next();
+      if (d && 'error' in d && d.error.code === ErrorCodes.FrameTooLarge && stage === 'request' && decoder.maxFrame < MAX_FRAME) {
+        return { error: new BurrowError(ErrorCodes.IpcLimit, `the daemon holds ${IpcLimits.maxEarlyTotal >> 20} MiB of requests still arriving; try again when some have`) };
+      }
+      return d;
+    };
     sock.on('data', (chunk: Buffer) => {
       if (closed) return;
       decoder.append(chunk);
-      for (let d = decoder.next(); d !== undefined && !closed; d = decoder.next()) {
+      for (let d = nextFrame(); d !== undefined && !closed; d = nextFrame()) {
         if ('error' in d) {
           recount();
           return reject(d.error);
@@ -263,9 +285,6 @@ export class IpcServer {
       }
       recount();
       if (closed) return;
-      if (this.buffered > IpcLimits.maxBufferedTotal) {
-        return reject(new BurrowError(ErrorCodes.IpcLimit, `the daemon holds over ${IpcLimits.maxBufferedTotal} bytes of unread client input; try again when some sessions have ended`));
-      }
       // A frame begun before the request runs must be finished in time; timer already set for hello.
       if (stage === 'request') {
         if (decoder.pending === 0) disarm();

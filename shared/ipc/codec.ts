@@ -22,6 +22,9 @@ export function encodeFrame(frame: Frame): Buffer {
 /** What the decoder yields: frames (with their encoded size), then at most one error after which it yields nothing more. */
 export type Decoded = { frame: Frame; size: number } | { error: BurrowError };
 
+/** A frame at least this large is gathered in one buffer of its own (see FrameDecoder.next). */
+const GATHER_AT = 128 * 1024;
+
 /**
  * A streaming decoder that survives any chunking. It never throws: bad input becomes one
  * `{error}` item, after which the decoder is spent (the connection is to be closed).
@@ -30,12 +33,15 @@ export class FrameDecoder {
   /** Largest frame body accepted from here on; a server lowers it where only small frames belong. */
   maxFrame = MAX_FRAME;
   private chunks: Buffer[] = [];
-  private buffered = 0;
+  private chunkBytes = 0;
+  /** A large frame being gathered, length prefix included, and how much of it has arrived. */
+  private gathering: Buffer | undefined;
+  private gathered = 0;
   private failed = false;
 
   /** Bytes held waiting for the rest of a frame. */
   get pending(): number {
-    return this.buffered;
+    return this.chunkBytes + this.gathered;
   }
 
   /** Every whole frame in the bytes so far. */
@@ -49,8 +55,16 @@ export class FrameDecoder {
   /** Take bytes without decoding them yet (see next). */
   append(chunk: Uint8Array): void {
     if (this.failed || chunk.length === 0) return;
-    this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
-    this.buffered += chunk.length;
+    let c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    if (this.gathering) {
+      const n = Math.min(this.gathering.length - this.gathered, c.length);
+      c.copy(this.gathering, this.gathered, 0, n);
+      this.gathered += n;
+      c = c.subarray(n);
+      if (c.length === 0) return;
+    }
+    this.chunks.push(c);
+    this.chunkBytes += c.length;
   }
 
   /**
@@ -58,11 +72,43 @@ export class FrameDecoder {
    * caller can change maxFrame between frames (a hello and the request may share a chunk).
    */
   next(): Decoded | undefined {
-    if (this.failed || this.buffered < 4) return undefined;
+    if (this.failed) return undefined;
+    if (this.gathering) {
+      if (this.gathered < this.gathering.length) return undefined;
+      const whole = this.gathering;
+      this.gathering = undefined;
+      this.gathered = 0;
+      // Bytes that came after it wait in chunks.
+      return this.decode(whole.subarray(4), whole.length);
+    }
+    if (this.chunkBytes < 4) return undefined;
     const len = this.peekLength();
     if (len > this.maxFrame) return this.fail(new BurrowError(ErrorCodes.FrameTooLarge, `frame of ${len} bytes is over the ${this.maxFrame}-byte limit`));
-    if (this.buffered < 4 + len) return undefined;
-    const body = this.take(4 + len).subarray(4);
+    if (this.chunkBytes >= 4 + len) return this.decode(this.take(4 + len).subarray(4), 4 + len);
+    if (4 + len >= GATHER_AT) {
+      // The socket's small read buffers are copied into one allocation of the frame's size and
+      // let go at once: a frame that never completes then holds its size, not many scattered
+      // reads, and its memory goes back whole when it is dropped.
+      this.gathering = Buffer.allocUnsafeSlow(4 + len);
+      this.gathered = 0;
+      const have = this.chunks;
+      this.chunks = [];
+      this.chunkBytes = 0;
+      for (const c of have) {
+        c.copy(this.gathering, this.gathered);
+        this.gathered += c.length;
+      }
+    }
+    return undefined;
+  }
+
+  /** The stream ended: bytes still held are a truncated frame. */
+  end(): Decoded[] {
+    if (this.failed || this.pending === 0) return [];
+    return [this.fail(new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.pending} bytes held)`))];
+  }
+
+  private decode(body: Buffer, size: number): Decoded {
     let value: unknown;
     try {
       value = packr.unpack(body);
@@ -70,22 +116,18 @@ export class FrameDecoder {
       return this.fail(new BurrowError(ErrorCodes.BadFrame, `undecodable frame: ${err instanceof Error ? err.message : String(err)}`));
     }
     try {
-      return { frame: validateFrame(value), size: 4 + len };
+      return { frame: validateFrame(value), size };
     } catch (err) {
       return this.fail(err instanceof BurrowError ? err : new BurrowError(ErrorCodes.BadFrame, String(err)));
     }
   }
 
-  /** The stream ended: bytes still held are a truncated frame. */
-  end(): Decoded[] {
-    if (this.failed || this.buffered === 0) return [];
-    return [this.fail(new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.buffered} bytes held)`))];
-  }
-
   private fail(error: BurrowError): Decoded {
     this.failed = true;
     this.chunks = [];
-    this.buffered = 0;
+    this.chunkBytes = 0;
+    this.gathering = undefined;
+    this.gathered = 0;
     return { error };
   }
 
@@ -106,11 +148,11 @@ export class FrameDecoder {
         else this.chunks[0] = first.subarray(n);
       }
     } else {
-      const all = Buffer.concat(this.chunks, this.buffered);
+      const all = Buffer.concat(this.chunks, this.chunkBytes);
       out = all.subarray(0, n);
       this.chunks = consume ? (all.length > n ? [all.subarray(n)] : []) : [all];
     }
-    if (consume) this.buffered -= n;
+    if (consume) this.chunkBytes -= n;
     return out;
   }
 }
