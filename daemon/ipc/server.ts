@@ -266,7 +266,7 @@ export class IpcServer {
     // A request may be large, but all of those still arriving share one budget: a frame that
     // would go over it is refused from its header, before its bytes are held.
     const nextFrame = (): ReturnType<FrameDecoder['next']> => {
-      if (stage === 'request') decoder.maxFrame = Math.min(MAX_FRAME, IpcLimits.maxEarlyTotal - (this.early - countedEarly));
+      if (stage === 'request') decoder.maxFrame = Math.max(MAX_CHUNK, Math.min(MAX_FRAME, IpcLimits.maxEarlyTotal - (this.early - countedEarly))); // small ones always pass
       const d = decoder.next();
       if (d && 'error' in d && d.error.code === ErrorCodes.FrameTooLarge && stage === 'request' && decoder.maxFrame < MAX_FRAME) {
         return { error: new BurrowError(ErrorCodes.IpcLimit, `the daemon holds ${IpcLimits.maxEarlyTotal >> 20} MiB of requests still arriving; try again when some have`) };

@@ -39,9 +39,9 @@ export class FrameDecoder {
   private gathered = 0;
   private failed = false;
 
-  /** Bytes held waiting for the rest of a frame. */
+  /** Bytes held waiting for the rest of a frame (a frame being gathered counts whole: it is allocated). */
   get pending(): number {
-    return this.chunkBytes + this.gathered;
+    return this.chunkBytes + (this.gathering?.length ?? 0);
   }
 
   /** Every whole frame in the bytes so far. */
@@ -105,7 +105,7 @@ export class FrameDecoder {
   /** The stream ended: bytes still held are a truncated frame. */
   end(): Decoded[] {
     if (this.failed || this.pending === 0) return [];
-    return [this.fail(new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.pending} bytes held)`))];
+    return [this.fail(new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.chunkBytes + this.gathered} bytes held)`))];
   }
 
   private decode(body: Buffer, size: number): Decoded {
