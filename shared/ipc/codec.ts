@@ -22,7 +22,10 @@ export function encodeFrame(frame: Frame): Buffer {
 /** What the decoder yields: frames (with their encoded size), then at most one error after which it yields nothing more. */
 export type Decoded = { frame: Frame; size: number } | { error: BurrowError };
 
-/** A frame at least this large is gathered in one buffer of its own (see FrameDecoder.next). */
+/**
+ * A frame at least this large is gathered in one buffer of its own (see FrameDecoder.next), once
+ * half this much of it has come: a header alone (garbage, or a lie) allocates nothing.
+ */
 const GATHER_AT = 128 * 1024;
 
 /**
@@ -85,7 +88,7 @@ export class FrameDecoder {
     const len = this.peekLength();
     if (len > this.maxFrame) return this.fail(new BurrowError(ErrorCodes.FrameTooLarge, `frame of ${len} bytes is over the ${this.maxFrame}-byte limit`));
     if (this.chunkBytes >= 4 + len) return this.decode(this.take(4 + len).subarray(4), 4 + len);
-    if (4 + len >= GATHER_AT) {
+    if (4 + len >= GATHER_AT && this.chunkBytes >= GATHER_AT / 2) {
       // The socket's small read buffers are copied into one allocation of the frame's size and
       // let go at once: a frame that never completes then holds its size, not many scattered
       // reads, and its memory goes back whole when it is dropped.
