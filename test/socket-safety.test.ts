@@ -114,10 +114,17 @@ describe('the socket directory of this user', () => {
   });
 });
 
-const ROOT = process.getuid?.() === 0;
-const HAVE_USERADD = spawnSync('sh', ['-c', 'command -v useradd && command -v userdel']).status === 0;
+// Adding users needs root (CI runs as root), and the other user runs burrow from this checkout.
+const skipWhy =
+  process.getuid?.() !== 0
+    ? 'not root, so no users can be added'
+    : spawnSync('sh', ['-c', 'command -v useradd && command -v userdel']).status !== 0
+      ? 'no useradd'
+      : spawnSync('test', ['-r', BURROWD], { uid: 65534, gid: 65534 }).status !== 0
+        ? 'the checkout is not readable by other users'
+        : '';
 
-describe.skipIf(!ROOT || !HAVE_USERADD)('a second local user (needs root to add users; CI runs as root)', () => {
+describe.skipIf(skipWhy !== '')(`a second local user${skipWhy ? ` (skipped: ${skipWhy})` : ''}`, () => {
   const tag = randomBytes(3).toString('hex');
   const victim = { name: `bvic${tag}`, uid: -1, gid: -1, home: '' };
   const squatter = { name: `bsqt${tag}`, uid: -1, gid: -1, home: '' };
