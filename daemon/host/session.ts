@@ -36,7 +36,6 @@ export interface RunningProcess {
   readonly done: Promise<void>;
 }
 
-
 const signalName = (n: number): string | undefined => Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
 
 export function envAllowed(name: string, extra: readonly string[]): boolean {

@@ -1,7 +1,7 @@
 // The daemon's Unix socket: one session per client connection, hello first, then one request.
 // Bad input gets an error frame and closes that connection only; every other client goes on.
 
-import { rmdirSync, statSync, unlinkSync, mkdirSync, chmodSync, lstatSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { BurrowError, ErrorCodes, boundedMessage, toBurrowError } from '../../shared/errors.js';
 import { FrameDecoder, encodeFrame } from '../../shared/ipc/codec.js';
