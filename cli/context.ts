@@ -82,6 +82,8 @@ export async function connectDaemon(ctx: CliContext): Promise<IpcConnection> {
     try {
       return await IpcConnection.connect({ socket: ctx.socket });
     } catch (err) {
+      // Only "nothing answers yet" is worth waiting out (an UnsafeSocket stays unsafe).
+      if (!(err instanceof BurrowError) || err.code !== ErrorCodes.DaemonUnavailable) throw err;
       last = err;
     }
   }

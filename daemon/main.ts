@@ -86,6 +86,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       ...(host ? { hostBackend: opts.hostBackend.kind, hostConnections: host.connectionCount, sessionsServed: host.sessionsServed } : {}),
       ...(transport.addr().relayUrl ? { homeRelay: transport.addr().relayUrl } : {}),
       ipcSessions: ipc.sessionCount,
+      ipcBufferedBytes: ipc.bufferedBytes,
     },
     connections: pool.list(),
     forwards: forwards.list(),
@@ -163,7 +164,8 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         const f = await forwards.add(await resolveTarget(req.target, opts.state, agent.defaultUser), spec, req.detach === true);
         const value = f as unknown as Record<string, unknown>;
         if (req.detach) return s.end({ t: 'result', value });
-        // Held by this connection: it goes when the client does.
+        // Held by this connection: it goes when the client does. Nothing may follow the request.
+        s.onFrame((fr) => s.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${fr.t} is not allowed on a forward session`)));
         s.onClose(() => forwards.cancelId(f.id));
         s.send({ t: 'result', value });
         return;

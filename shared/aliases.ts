@@ -2,7 +2,7 @@
 // The CLI edits it; the daemon reads it afresh when resolving a target.
 
 import { join } from 'node:path';
-import { BurrowError, ErrorCodes } from './errors.js';
+import { BurrowError, ErrorCodes, quoteInput } from './errors.js';
 import { ensurePrivateDir, writeFileAtomic } from './fsutil.js';
 import { readTextOptional, readTextOptionalAsync } from './authlists.js';
 import { StateFiles } from './paths.js';
@@ -38,7 +38,7 @@ function parseAliases(text: string, state: string): Aliases {
 }
 
 export function addAlias(state: string, name: string, target: string): void {
-  if (!isAliasName(name)) throw new BurrowError(ErrorCodes.BadArgument, `alias ${JSON.stringify(name)}: use letters, digits, "_", "." and "-" (and not an endpoint id or ticket)`);
+  if (!isAliasName(name)) throw new BurrowError(ErrorCodes.BadArgument, `alias ${quoteInput(name)}: use letters, digits, "_", "." and "-" (and not an endpoint id or ticket)`);
   const t = parseTarget(target);
   if (t.kind === 'alias') throw new BurrowError(ErrorCodes.BadArgument, 'an alias cannot point at another alias');
   const all = readAliases(state);

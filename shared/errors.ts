@@ -46,6 +46,10 @@ export const ErrorCodes = {
   Internal: 'Internal',
   /** Pairing by code failed: a wrong code was tried, the invitation expired or was cancelled. */
   PairingFailed: 'PairingFailed',
+  /** The socket or its directory is a symlink, owned by another user, or open to others. */
+  UnsafeSocket: 'UnsafeSocket',
+  /** An IPC client broke a limit: too slow (hello, a partial frame), too much unread input, too many connections. */
+  IpcLimit: 'IpcLimit',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -111,4 +115,21 @@ export function exitCodeFor(code: ErrorCode): number {
     default:
       return 255;
   }
+}
+
+/**
+ * Input quoted in a message, cut to `max` characters: a message must never grow with its input
+ * (a 1 MiB target quoted whole made an error frame over the frame limit).
+ */
+export function quoteInput(s: string, max = 80): string {
+  if (s.length <= max) return JSON.stringify(s);
+  return `${JSON.stringify(s.slice(0, max))}... (${s.length} characters)`;
+}
+
+/** Longest message an error frame carries; longer ones are cut (their start says what failed). */
+export const MAX_ERROR_MESSAGE = 4096;
+
+/** A message cut to MAX_ERROR_MESSAGE characters. */
+export function boundedMessage(s: string): string {
+  return s.length <= MAX_ERROR_MESSAGE ? s : `${s.slice(0, MAX_ERROR_MESSAGE)}... (${s.length - MAX_ERROR_MESSAGE} more characters)`;
 }

@@ -1,6 +1,6 @@
 // Forward specs as OpenSSH writes them (-L, -R, -D), parsed once for the CLI and the daemon.
 
-import { BurrowError, ErrorCodes } from './errors.js';
+import { BurrowError, ErrorCodes, quoteInput } from './errors.js';
 
 /** A place to listen or connect: TCP host:port or a Unix socket path. */
 export type Place = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -20,7 +20,7 @@ const FORMS = {
 } as const;
 
 function bad(type: keyof typeof FORMS, spec: string, why: string): BurrowError {
-  return new BurrowError(ErrorCodes.BadArgument, `bad forward ${JSON.stringify(spec)}: ${why}; the forms are ${FORMS[type]}`);
+  return new BurrowError(ErrorCodes.BadArgument, `bad forward ${quoteInput(spec, 120)}: ${why}; the forms are ${FORMS[type]}`);
 }
 
 /** Split on colons, keeping [bracketed IPv6] whole. */
@@ -43,7 +43,7 @@ function fields(spec: string): string[] {
 
 function port(type: keyof typeof FORMS, spec: string, s: string | undefined, allowZero: boolean): number {
   const n = Number(s);
-  if (s === undefined || !/^\d{1,5}$/.test(s) || n > 65535 || (n === 0 && !allowZero)) throw bad(type, spec, `${JSON.stringify(s ?? '')} is not a port`);
+  if (s === undefined || !/^\d{1,5}$/.test(s) || n > 65535 || (n === 0 && !allowZero)) throw bad(type, spec, `${quoteInput(s ?? '')} is not a port`);
   return n;
 }
 

@@ -40,6 +40,8 @@ export interface DaemonStatus {
   /** The relay this endpoint is reachable through, when it has one. */
   homeRelay?: string;
   ipcSessions: number;
+  /** Client input read and not yet handed on (bounded; see SECURITY.md). */
+  ipcBufferedBytes?: number;
 }
 
 export interface ForwardStatus {

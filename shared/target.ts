@@ -1,6 +1,6 @@
 // The one target parser: alias | ticket | endpoint id | [user@]host[:port].
 
-import { BurrowError, ErrorCodes } from './errors.js';
+import { BurrowError, ErrorCodes, quoteInput } from './errors.js';
 
 export type Target =
   | { kind: 'ticket'; ticket: string; user?: string }
@@ -26,7 +26,7 @@ export function isTicket(s: string): boolean {
 }
 
 function bad(spec: string, why: string): BurrowError {
-  return new BurrowError(ErrorCodes.BadTarget, `bad target ${JSON.stringify(spec.slice(0, 120))}: ${why}; expected ALIAS, TICKET, ENDPOINT_ID or [user@]host[:port]`);
+  return new BurrowError(ErrorCodes.BadTarget, `bad target ${quoteInput(spec, 120)}: ${why}; expected ALIAS, TICKET, ENDPOINT_ID or [user@]host[:port]`);
 }
 
 /**
@@ -44,7 +44,7 @@ export function parseTarget(spec: string): Target {
   if (at >= 0) {
     user = s.slice(0, at);
     rest = s.slice(at + 1);
-    if (!USER.test(user)) throw bad(spec, `user ${JSON.stringify(user)} has characters a login name cannot have`);
+    if (!USER.test(user)) throw bad(spec, `user ${quoteInput(user)} has characters a login name cannot have`);
   }
   const u = user !== undefined ? { user } : {};
   if (isEndpointId(rest.toLowerCase())) return { kind: 'endpoint', id: rest.toLowerCase(), ...u };
@@ -65,12 +65,12 @@ export function parseTarget(spec: string): Target {
     if (colon >= 0 && rest.indexOf(':') !== colon) throw bad(spec, 'an IPv6 address needs brackets: [addr]:port');
     host = colon >= 0 ? rest.slice(0, colon) : rest;
     portText = colon >= 0 ? rest.slice(colon + 1) : undefined;
-    if (!HOSTNAME.test(host)) throw bad(spec, `${JSON.stringify(host)} is not a host name`);
+    if (!HOSTNAME.test(host)) throw bad(spec, `${quoteInput(host)} is not a host name`);
   }
   const t: Target = { kind: 'tcp', host, ...u };
   if (portText !== undefined) {
     const port = Number(portText);
-    if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw bad(spec, `port ${JSON.stringify(portText)} is not 1-65535`);
+    if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw bad(spec, `port ${quoteInput(portText)} is not 1-65535`);
     t.port = port;
   }
   return t;

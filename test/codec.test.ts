@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FrameDecoder, encodeFrame, type Decoded } from '../shared/ipc/codec.js';
@@ -79,7 +80,7 @@ describe('frame codec', () => {
       fc.property(fc.array(frameArb, { minLength: 1, maxLength: 12 }), fc.array(fc.nat(), { maxLength: 30 }), (frames, cuts) => {
         const wire = Buffer.concat(frames.map(encodeFrame));
         const got = decodeAll(chunked(wire, cuts));
-        expect(got).toEqual(frames.map((frame) => ({ frame })));
+        expect(got).toEqual(frames.map((frame) => ({ frame, size: encodeFrame(frame).length })));
       }),
       { numRuns: 300 },
     );
@@ -89,7 +90,7 @@ describe('frame codec', () => {
     const frames: Frame[] = [{ t: 'hello', v: 1 }, { t: 'stdin', data: Buffer.from('abc') }, { t: 'exit', code: 3 }];
     const wire = Buffer.concat(frames.map(encodeFrame));
     const got = decodeAll([...wire].map((b) => Buffer.from([b])));
-    expect(got).toEqual(frames.map((frame) => ({ frame })));
+    expect(got).toEqual(frames.map((frame) => ({ frame, size: encodeFrame(frame).length })));
   });
 
   it('never throws on garbage, and fails with a known code at most once', () => {
@@ -156,11 +157,48 @@ describe('frame codec', () => {
     }
   });
 
+  it('gathers large frames whole under any chunking, with what follows them intact', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 900 * 1024 }), { minLength: 1, maxLength: 3 }), fc.array(fc.nat(), { maxLength: 40 }), (sizes, cuts) => {
+        const frames: Frame[] = sizes.flatMap((n, i) => [{ t: 'stdout', data: Buffer.alloc(n, i + 1) } as Frame, { t: 'eof' } as Frame]);
+        const wire = Buffer.concat(frames.map(encodeFrame));
+        const got = decodeAll(chunked(wire, cuts.map((c) => c * 997)));
+        // Compared by digest: element-wise comparison of MiB buffers is slow.
+        const digest = (d: Decoded): string => ('error' in d ? d.error.message : `${d.frame.t}:${d.size}:${'data' in d.frame ? createHash('sha256').update(d.frame.data).digest('hex') : ''}`);
+        expect(got.map(digest)).toEqual(frames.map((frame) => digest({ frame, size: encodeFrame(frame).length })));
+      }),
+      { numRuns: 40, endOnFailure: true },
+    );
+  });
+
+  it('counts a frame being gathered whole, and allocates nothing for a header alone', () => {
+    const d = new FrameDecoder();
+    const wire = encodeFrame({ t: 'stdout', data: Buffer.alloc(512 * 1024) });
+    expect(d.push(wire.subarray(0, 10))).toEqual([]);
+    expect(d.pending).toBe(10);
+    expect(d.push(wire.subarray(10, 100 * 1024))).toEqual([]);
+    expect(d.pending).toBe(wire.length); // gathering: its buffer is allocated at full size
+    expect(d.push(wire.subarray(100 * 1024))).toHaveLength(1);
+    expect(d.pending).toBe(0);
+  });
+
+  it('applies maxFrame frame by frame, so a small first frame and a large second may share a chunk', () => {
+    const d = new FrameDecoder();
+    d.maxFrame = 64;
+    d.append(Buffer.concat([encodeFrame({ t: 'hello', v: 1 }), encodeFrame({ t: 'stdin', data: Buffer.alloc(1000) })]));
+    expect(d.next()).toMatchObject({ frame: { t: 'hello' } });
+    d.maxFrame = MAX_FRAME;
+    expect(d.next()).toMatchObject({ frame: { t: 'stdin' } });
+    d.maxFrame = 64;
+    d.append(encodeFrame({ t: 'stdin', data: Buffer.alloc(1000) }));
+    expect(d.next()).toMatchObject({ error: { code: ErrorCodes.FrameTooLarge } });
+  });
+
   it('decodes frames that precede a bad one, then stops', () => {
     const wire = Buffer.concat([encodeFrame({ t: 'eof' }), withHeader(Buffer.from([0xc1])), encodeFrame({ t: 'eof' })]);
     const got = decodeAll([wire]);
     expect(got).toHaveLength(2);
-    expect(got[0]).toEqual({ frame: { t: 'eof' } });
+    expect(got[0]).toEqual({ frame: { t: 'eof' }, size: encodeFrame({ t: 'eof' }).length });
     expect(got[1] && 'error' in got[1]).toBe(true);
   });
 });

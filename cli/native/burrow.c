@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
@@ -297,6 +299,64 @@ static const char *socket_path(const char *flag) {
   return path;
 }
 
+static void unsafe_socket(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("burrow: UnsafeSocket: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputs("; refusing to use it\n", stderr);
+  va_end(ap);
+  exit(255);
+}
+
+/* Same rules as shared/paths.ts checkSocketDir() and checkSocketFile(): no other user may control
+ * the socket our commands and stdin go to. burrow's own directories (anyone can create
+ * /tmp/burrow-$UID first) must be real directories of ours, mode 0700; a directory the user named
+ * may be reached through symlinks and be root's, but not be writable by group or others; the
+ * socket must be ours and not a symlink. Returns 1 when safe, 0 when there is no socket (the Node
+ * CLI starts a daemon); refuses with one line and 255 otherwise. */
+static int socket_is_safe(const char *path) {
+  char dir[PATH_MAX], own[PATH_MAX];
+  size_t n = strlen(path);
+  if (n >= sizeof dir) return 0; /* the Node CLI explains */
+  memcpy(dir, path, n + 1);
+  char *slash = strrchr(dir, '/');
+  if (!slash) strcpy(dir, ".");
+  else if (slash == dir) dir[1] = 0;
+  else *slash = 0;
+  unsigned me = (unsigned)getuid();
+  const char *runtime = getenv("XDG_RUNTIME_DIR");
+  int strict = 0;
+  if (runtime && *runtime) {
+    snprintf(own, sizeof own, "%s/burrow", runtime);
+    strict = !strcmp(dir, own);
+  }
+  snprintf(own, sizeof own, "/tmp/burrow-%u", me);
+  strict = strict || !strcmp(dir, own);
+  struct stat st;
+  if ((strict ? lstat(dir, &st) : stat(dir, &st)) < 0) {
+    if (errno == ENOENT) return 0;
+    unsafe_socket("cannot check %s (%s)", dir, strerror(errno));
+  }
+  if (strict) {
+    if (S_ISLNK(st.st_mode)) unsafe_socket("%s is a symlink (owned by uid %u), not a directory", dir, (unsigned)st.st_uid);
+    if (!S_ISDIR(st.st_mode)) unsafe_socket("%s is not a directory (owned by uid %u)", dir, (unsigned)st.st_uid);
+    if (st.st_uid != me) unsafe_socket("%s is owned by uid %u, not you", dir, (unsigned)st.st_uid);
+    if (st.st_mode & 077) unsafe_socket("%s is open to other users (mode %04o, not 0700)", dir, (unsigned)(st.st_mode & 07777));
+  } else {
+    if (!S_ISDIR(st.st_mode)) unsafe_socket("%s is not a directory", dir);
+    if (st.st_uid != me && st.st_uid != 0) unsafe_socket("%s is owned by uid %u, not you", dir, (unsigned)st.st_uid);
+    if (st.st_mode & 022) unsafe_socket("%s is writable by other users (mode %04o)", dir, (unsigned)(st.st_mode & 07777));
+  }
+  if (lstat(path, &st) < 0) {
+    if (errno == ENOENT) return 0;
+    unsafe_socket("cannot check %s (%s)", path, strerror(errno));
+  }
+  if (S_ISLNK(st.st_mode)) unsafe_socket("%s is a symlink (owned by uid %u), not a socket", path, (unsigned)st.st_uid);
+  if (st.st_uid != me) unsafe_socket("%s is owned by uid %u, not you", path, (unsigned)st.st_uid);
+  return 1;
+}
+
 /* Same mapping as shared/errors.ts exitCodeFor(). */
 static int exit_code_for(mpv_t code) {
   if (str_is(code, "NotFound") || str_is(code, "IoError")) return 1;
@@ -483,6 +543,7 @@ static ssize_t read_frame_blocking(int fd, buf_t *in, int timeout_ms) {
 static int run(int op, const char *sock_path, const char *target, const char *command, int autostart) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   if (strlen(sock_path) >= sizeof addr.sun_path) fallback(); /* the Node CLI explains */
+  if (!socket_is_safe(sock_path)) fallback(); /* no daemon: autostart lives there */
   strcpy(addr.sun_path, sock_path);
   int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   /* A wedged daemon with a full accept queue: connect and the first send give up after 5 s. */

@@ -2,7 +2,8 @@
 // backpressure both ways; status, check and disconnect read or change the pool.
 
 import type { ClientChannel } from 'ssh2';
-import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes, quoteInput } from '../../shared/errors.js';
+import { SSH_SIGNALS, sshSignal } from '../../shared/signals.js';
 import type { FrameOf } from '../../shared/ipc/frames.js';
 import { writeFromClient, type IpcSession } from '../ipc/server.js';
 import type { Logger } from '../log.js';
@@ -58,9 +59,17 @@ function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters
     case 'resize':
       ch.setWindow(f.rows, f.cols, 0, 0);
       return;
-    case 'signal':
-      ch.signal(f.name.replace(/^SIG/, ''));
+    case 'signal': {
+      // ssh2 throws on a name SSH cannot carry (the library's kill('STOP') sends one).
+      const name = sshSignal(f.name);
+      if (name === undefined) {
+        session.fail(new BurrowError(ErrorCodes.BadArgument, `signal ${quoteInput(f.name)} cannot be sent over SSH (it carries ${[...SSH_SIGNALS].join(', ')})`));
+        ch.close();
+        return;
+      }
+      ch.signal(name);
       return;
+    }
     default:
       session.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${f.t} is not allowed during a session`));
       ch.close();

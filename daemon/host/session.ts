@@ -10,6 +10,7 @@ import type { ServerChannel, Session, PseudoTtyInfo } from 'ssh2';
 import type { Logger } from '../log.js';
 import { serveSftp } from './sftp.js';
 import { INFO_SUBSYSTEM, hostInfo } from './info.js';
+import { SSH_SIGNALS as SIGNALS } from '../../shared/signals.js';
 
 /** The serving user's environment, plus what each session adds. */
 export interface SessionUser {
@@ -61,9 +62,6 @@ function shellArgs(command: string): string[] {
   }
   return ['-c', JOIN_AND_RUN, 'burrow', ...pieces];
 }
-
-// RFC 4254 §6.10: the signal names a client may send.
-const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
 
 const signalName = (n: number): string | undefined => Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
 

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { BurrowError, ErrorCodes, isErrorCode } from '../errors.js';
+import { checkSocket } from '../paths.js';
 import { FrameDecoder, encodeFrame } from './codec.js';
 import { PROTOCOL_VERSION, type Frame } from './frames.js';
 
@@ -22,9 +23,17 @@ export class IpcConnection extends EventEmitter {
     super();
   }
 
-  /** Connect and exchange hello; rejects with DaemonUnavailable when nothing answers. */
+  /**
+   * Connect and exchange hello; rejects with DaemonUnavailable when nothing answers, and with
+   * UnsafeSocket, before connecting, when another user could control the socket (our commands
+   * and stdin would go to them).
+   */
   static connect(opts: IpcConnectOptions): Promise<IpcConnection> {
     return new Promise((resolve, reject) => {
+      if (!checkSocket(opts.socket)) {
+        reject(new BurrowError(ErrorCodes.DaemonUnavailable, `no daemon at ${opts.socket}`));
+        return;
+      }
       const sock = connect(opts.socket);
       const timer = setTimeout(() => {
         sock.destroy();

@@ -19,62 +19,119 @@ export function encodeFrame(frame: Frame): Buffer {
   return out;
 }
 
-/** What the decoder yields: frames, then at most one error after which it yields nothing more. */
-export type Decoded = { frame: Frame } | { error: BurrowError };
+/** What the decoder yields: frames (with their encoded size), then at most one error after which it yields nothing more. */
+export type Decoded = { frame: Frame; size: number } | { error: BurrowError };
+
+/**
+ * A frame at least this large is gathered in one buffer of its own (see FrameDecoder.next), once
+ * half this much of it has come: a header alone (garbage, or a lie) allocates nothing.
+ */
+const GATHER_AT = 128 * 1024;
 
 /**
  * A streaming decoder that survives any chunking. It never throws: bad input becomes one
  * `{error}` item, after which the decoder is spent (the connection is to be closed).
  */
 export class FrameDecoder {
+  /** Largest frame body accepted from here on; a server lowers it where only small frames belong. */
+  maxFrame = MAX_FRAME;
   private chunks: Buffer[] = [];
-  private buffered = 0;
+  private chunkBytes = 0;
+  /** A large frame being gathered, length prefix included, and how much of it has arrived. */
+  private gathering: Buffer | undefined;
+  private gathered = 0;
   private failed = false;
 
-  /** Bytes held waiting for the rest of a frame. */
+  /** Bytes held waiting for the rest of a frame (a frame being gathered counts whole: it is allocated). */
   get pending(): number {
-    return this.buffered;
+    return this.chunkBytes + (this.gathering?.length ?? 0);
   }
 
+  /** Every whole frame in the bytes so far. */
   push(chunk: Uint8Array): Decoded[] {
-    if (this.failed) return [];
-    if (chunk.length > 0) {
-      this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
-      this.buffered += chunk.length;
-    }
+    this.append(chunk);
     const out: Decoded[] = [];
-    while (this.buffered >= 4) {
-      const len = this.peekLength();
-      if (len > MAX_FRAME) return this.fail(out, new BurrowError(ErrorCodes.FrameTooLarge, `frame of ${len} bytes is over the ${MAX_FRAME}-byte limit`));
-      if (this.buffered < 4 + len) break;
-      const body = this.take(4 + len).subarray(4);
-      let value: unknown;
-      try {
-        value = packr.unpack(body);
-      } catch (err) {
-        return this.fail(out, new BurrowError(ErrorCodes.BadFrame, `undecodable frame: ${err instanceof Error ? err.message : String(err)}`));
-      }
-      try {
-        out.push({ frame: validateFrame(value) });
-      } catch (err) {
-        return this.fail(out, err instanceof BurrowError ? err : new BurrowError(ErrorCodes.BadFrame, String(err)));
+    for (let d = this.next(); d !== undefined; d = this.next()) out.push(d);
+    return out;
+  }
+
+  /** Take bytes without decoding them yet (see next). */
+  append(chunk: Uint8Array): void {
+    if (this.failed || chunk.length === 0) return;
+    let c = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length);
+    if (this.gathering) {
+      const n = Math.min(this.gathering.length - this.gathered, c.length);
+      c.copy(this.gathering, this.gathered, 0, n);
+      this.gathered += n;
+      c = c.subarray(n);
+      if (c.length === 0) return;
+    }
+    this.chunks.push(c);
+    this.chunkBytes += c.length;
+  }
+
+  /**
+   * The next whole frame, or undefined when more bytes are needed. One at a time, so that a
+   * caller can change maxFrame between frames (a hello and the request may share a chunk).
+   */
+  next(): Decoded | undefined {
+    if (this.failed) return undefined;
+    if (this.gathering) {
+      if (this.gathered < this.gathering.length) return undefined;
+      const whole = this.gathering;
+      this.gathering = undefined;
+      this.gathered = 0;
+      // Bytes that came after it wait in chunks.
+      return this.decode(whole.subarray(4), whole.length);
+    }
+    if (this.chunkBytes < 4) return undefined;
+    const len = this.peekLength();
+    if (len > this.maxFrame) return this.fail(new BurrowError(ErrorCodes.FrameTooLarge, `frame of ${len} bytes is over the ${this.maxFrame}-byte limit`));
+    if (this.chunkBytes >= 4 + len) return this.decode(this.take(4 + len).subarray(4), 4 + len);
+    if (4 + len >= GATHER_AT && this.chunkBytes >= GATHER_AT / 2) {
+      // The socket's small read buffers are copied into one allocation of the frame's size and
+      // let go at once: a frame that never completes then holds its size, not many scattered
+      // reads, and its memory goes back whole when it is dropped.
+      this.gathering = Buffer.allocUnsafeSlow(4 + len);
+      this.gathered = 0;
+      const have = this.chunks;
+      this.chunks = [];
+      this.chunkBytes = 0;
+      for (const c of have) {
+        c.copy(this.gathering, this.gathered);
+        this.gathered += c.length;
       }
     }
-    return out;
+    return undefined;
   }
 
   /** The stream ended: bytes still held are a truncated frame. */
   end(): Decoded[] {
-    if (this.failed || this.buffered === 0) return [];
-    return this.fail([], new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.buffered} bytes held)`));
+    if (this.failed || this.pending === 0) return [];
+    return [this.fail(new BurrowError(ErrorCodes.BadFrame, `stream ended inside a frame (${this.chunkBytes + this.gathered} bytes held)`))];
   }
 
-  private fail(out: Decoded[], error: BurrowError): Decoded[] {
+  private decode(body: Buffer, size: number): Decoded {
+    let value: unknown;
+    try {
+      value = packr.unpack(body);
+    } catch (err) {
+      return this.fail(new BurrowError(ErrorCodes.BadFrame, `undecodable frame: ${err instanceof Error ? err.message : String(err)}`));
+    }
+    try {
+      return { frame: validateFrame(value), size };
+    } catch (err) {
+      return this.fail(err instanceof BurrowError ? err : new BurrowError(ErrorCodes.BadFrame, String(err)));
+    }
+  }
+
+  private fail(error: BurrowError): Decoded {
     this.failed = true;
     this.chunks = [];
-    this.buffered = 0;
-    out.push({ error });
-    return out;
+    this.chunkBytes = 0;
+    this.gathering = undefined;
+    this.gathered = 0;
+    return { error };
   }
 
   private peekLength(): number {
@@ -94,11 +151,11 @@ export class FrameDecoder {
         else this.chunks[0] = first.subarray(n);
       }
     } else {
-      const all = Buffer.concat(this.chunks, this.buffered);
+      const all = Buffer.concat(this.chunks, this.chunkBytes);
       out = all.subarray(0, n);
       this.chunks = consume ? (all.length > n ? [all.subarray(n)] : []) : [all];
     }
-    if (consume) this.buffered -= n;
+    if (consume) this.chunkBytes -= n;
     return out;
   }
 }
