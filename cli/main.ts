@@ -29,6 +29,12 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
                                   (socket-activated) and a host for this user alone
   proxy TARGET                    raw SSH bytes, for ssh -o ProxyCommand='burrow proxy %h'
   ssh-config                      a Host block so ssh/scp/sftp/rsync/git reach NAME.burrow
+  group add NAME TARGET... | group remove NAME [TARGET...] | group list [--json]
+                                  named lists of targets; @NAME stands for every member
+  exec @GROUP[,@G2,TARGET] [--fanout N] [--connect-timeout S] [--timeout S]
+       [--gather|--json] [--log-dir DIR] [-n] -- CMD...
+                                  CMD on every member, at most N at once (32); lines prefixed
+                                  NAME:, a summary on stderr; status @GROUP and check @GROUP too
 
 TARGET is an alias, a ticket, an endpoint id, or [user@]host[:port] for an ordinary sshd.
 Exit status: the remote command's; 128+N when it died of signal N; 255 when the connection or
@@ -51,6 +57,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   system: async () => (await import('./commands/system.js')).systemCommand,
   info: async () => (await import('./commands/info.js')).infoCommand,
   'ssh-config': async () => (await import('./commands/sshconfig.js')).sshConfigCommand,
+  group: async () => (await import('./commands/group.js')).groupCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -44,6 +44,8 @@ export const ErrorCodes = {
   ShuttingDown: 'ShuttingDown',
   /** A bug: something that should not happen. */
   Internal: 'Internal',
+  /** The remote command ran past its time limit and was ended. */
+  CommandTimeout: 'CommandTimeout',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -84,6 +86,8 @@ export function exitCodeFor(code: ErrorCode): number {
       return 1;
     case ErrorCodes.BadArgument:
       return 2;
+    case ErrorCodes.CommandTimeout:
+      return 124; // as timeout(1)
     default:
       return 255;
   }

@@ -1,5 +1,6 @@
 // The library API for Node programs, shaped like child_process: exec() collects, spawn() streams,
-// status() reads the daemon. The CLI's ssh and exec commands are built on spawn() too.
+// status() reads the daemon; execMany() (shared/fleet.ts) runs one command on many hosts. The
+// CLI's ssh and exec commands are built on spawn() too.
 
 import { EventEmitter } from 'node:events';
 import { PassThrough, Writable, type Readable } from 'node:stream';
@@ -18,6 +19,10 @@ export interface SessionOptions {
   pty?: { term?: string; cols?: number; rows?: number };
   /** An already open daemon connection to use (the CLI passes the one it made). */
   connection?: IpcConnection;
+  /** Give up reaching the host after this many ms (default: the daemon's); exec only. */
+  connectTimeoutMs?: number;
+  /** End the command (TERM, then KILL) once it has run this many ms; exec only. */
+  timeoutMs?: number;
 }
 
 export interface ExecResult {
@@ -122,8 +127,9 @@ export async function spawn(target: string, command: string | undefined, opts: S
   const conn = opts.connection ?? (await IpcConnection.connect({ socket: opts.socket ?? socketPath() }));
   const pty = opts.pty ? { term: opts.pty.term ?? 'xterm-256color', cols: opts.pty.cols ?? 80, rows: opts.pty.rows ?? 24 } : undefined;
   const env = opts.env ? { env: opts.env } : {};
+  const limits = { ...(opts.connectTimeoutMs !== undefined ? { connectTimeout: opts.connectTimeoutMs } : {}), ...(opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {}) };
   const request: FrameOf<'exec'> | FrameOf<'shell'> =
-    command === undefined ? { t: 'shell', target, ...(pty ?? {}), ...env } : { t: 'exec', target, command, ...(pty ? { pty: true, ...pty } : {}), ...env };
+    command === undefined ? { t: 'shell', target, ...(pty ?? {}), ...env } : { t: 'exec', target, command, ...(pty ? { pty: true, ...pty } : {}), ...env, ...limits };
   return new BurrowProcess(conn, request);
 }
 

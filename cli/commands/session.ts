@@ -4,6 +4,8 @@
 import { constants as osConstants } from 'node:os';
 import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
+import { signalStatus } from '../../shared/fleet.js';
+import { isManyTargets } from '../../shared/groups.js';
 import { spawn } from '../../shared/lib.js';
 import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
@@ -74,15 +76,12 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
 
 /** `exec TARGET -- CMD...`: no PTY, stdout and stderr apart. */
 export async function execCommand(ctx: CliContext, args: string[]): Promise<number> {
+  // Many targets (@group, a,b) or fan-out options first: the fleet runs it.
+  if (args[0] !== undefined && (args[0].startsWith('-') || isManyTargets(args[0]))) return (await import('./fleet.js')).fleetExecCommand(ctx, args);
   const [target, sep, ...cmd] = args;
   const words = sep === '--' ? cmd : sep !== undefined ? [sep, ...cmd] : [];
   if (target === undefined || target.startsWith('-') || words.length === 0) usage('usage: burrow exec TARGET -- CMD...');
   return runSession(ctx, { target, command: words.join(' '), pty: false });
-}
-
-function signalExit(name: string): number {
-  const n = (osConstants.signals as Record<string, number>)[`SIG${name.replace(/^SIG/, '')}`];
-  return n !== undefined ? 128 + n : 255;
 }
 
 /** Turn `~.` and `~~` at the start of a line into a disconnect and a literal `~` (OpenSSH's escapes). */
@@ -157,7 +156,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
       stdin.unref?.();
       resolve(code);
     };
-    p.once('exit', (code: number | null, signal: string | null) => finish(signal !== null ? signalExit(signal) : (code ?? 255)));
+    p.once('exit', (code: number | null, signal: string | null) => finish(signal !== null ? signalStatus(signal) : (code ?? 255)));
     p.once('error', (err: BurrowError) => finish(exitCodeFor(err.code), `${interactive ? '\r\n' : ''}burrow: ${err.code}: ${err.message}\n`));
 
     const escapes = interactive ? new EscapeFilter() : undefined;

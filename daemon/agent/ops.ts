@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import type { OpenedSession, Pool, PooledConnection, SessionRequest } from './pool.js';
 import { resolveTarget } from './resolve.js';
 import { INFO_SUBSYSTEM } from '../host/info.js';
+import { withTimeout } from '../timeout.js';
 
 export interface AgentContext {
   pool: Pool;
@@ -24,7 +25,11 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
   session.pause();
 
   const target = await resolveTarget(req.target, ctx.state, ctx.defaultUser);
-  const conn = await ctx.pool.get(target);
+  const within = req.t === 'exec' ? req.connectTimeout : undefined;
+  // A caller's connect timeout also bounds its wait on an attempt another request began.
+  const conn = await (within === undefined
+    ? ctx.pool.get(target)
+    : withTimeout(ctx.pool.get(target, within), within, ErrorCodes.ConnectTimeout, `could not reach ${target.label} within ${within / 1000} s`));
   if (session.closed) return ctx.pool.touch(conn);
   const wantPty = req.t === 'shell' || req.pty === true;
   const sreq: SessionRequest = {
@@ -38,7 +43,7 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
     ch.close();
     return;
   }
-  bridgeChannel(opened, session, target.label, conn);
+  bridgeChannel(opened, session, target.label, conn, req.t === 'exec' ? req.timeout : undefined);
   session.onFrame((f) => handleClientFrame(ch, session, f));
   session.resume();
 }
@@ -63,9 +68,32 @@ function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters
   }
 }
 
-function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string, conn: PooledConnection): void {
+// A command past its timeout gets TERM, then KILL this much later, and its channel is closed.
+const KILL_GRACE_MS = 2000;
+
+function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string, conn: PooledConnection, timeoutMs?: number): void {
   const ch = opened.channel;
   let paused = false;
+  let timedOut = false;
+  if (timeoutMs !== undefined) {
+    const signal = (name: string): void => {
+      try {
+        ch.signal(name);
+      } catch {
+        // the channel closed meanwhile
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      signal('TERM');
+      const kill = setTimeout(() => {
+        signal('KILL');
+        ch.close();
+      }, KILL_GRACE_MS);
+      void opened.closed.then(() => clearTimeout(kill));
+    }, timeoutMs);
+    void opened.closed.then(() => clearTimeout(timer));
+  }
   // A full client socket holds the channel, whose window then holds the remote process.
   const forward = (t: 'stdout' | 'stderr') => (data: Buffer) => {
     if (!session.send({ t, data }) && !paused) {
@@ -87,6 +115,7 @@ function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string
     const rest = [ch.read() as Buffer | null, ch.stderr.read() as Buffer | null];
     if (rest[0]) session.send({ t: 'stdout', data: rest[0] });
     if (rest[1]) session.send({ t: 'stderr', data: rest[1] });
+    if (timedOut) return session.end({ t: 'error', code: ErrorCodes.CommandTimeout, message: `the command on ${label} ran past its ${(timeoutMs ?? 0) / 1000} s timeout and was ended` });
     const exit = opened.exit();
     if (exit) return session.end({ t: 'exit', ...exit });
     void conn.whyLost().then((why) => session.end({ t: 'error', code: ErrorCodes.Disconnected, message: `connection to ${label} was lost before the command finished: ${why}` }));

@@ -19,7 +19,8 @@ const SPECS = {
   error: { code: 'string', message: 'string' },
 
   // Requests, client -> daemon; one per connection.
-  exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
+  // exec's connectTimeout bounds reaching the host, timeout the command once started (both ms).
+  exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', connectTimeout: 'uint?', timeout: 'uint?' },
   shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?' },
   proxy: { target: 'string' },
   // src and dst: one is TARGET:path, the other an absolute local path.
