@@ -11,8 +11,8 @@ import { socketPath, stateDir } from './paths.js';
 
 export const DEFAULT_FANOUT = 32;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
-// After a cancel, a command that has not ended on INT is dropped this much later.
-const CANCEL_GRACE_MS = 2000;
+// After a cancel, a command that has not ended on INT is dropped (and hung up) this much later.
+const CANCEL_GRACE_MS = 1000;
 
 export type HostOutcome = 'succeeded' | 'failed' | 'timedout' | 'unreachable' | 'cancelled';
 
@@ -50,7 +50,7 @@ export interface ExecManyOptions {
   onOutput?(target: string, stream: 'stdout' | 'stderr', data: Buffer): void;
   /** A host finished (in whatever way), in the order they finish. */
   onResult?(r: HostResult): void;
-  /** Abort: hosts not started are not; running commands get INT, and are dropped 2 s later. */
+  /** Abort: hosts not started are not; running commands get INT, and are dropped 1 s later. */
   signal?: AbortSignal;
 }
 

@@ -60,7 +60,7 @@ function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters
       ch.setWindow(f.rows, f.cols, 0, 0);
       return;
     case 'signal':
-      ch.signal(f.name.replace(/^SIG/, ''));
+      signalChannel(ch, f.name.replace(/^SIG/, ''));
       return;
     default:
       session.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${f.t} is not allowed during a session`));
@@ -68,29 +68,30 @@ function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters
   }
 }
 
-// A command past its timeout gets TERM, then KILL this much later, and its channel is closed.
-const KILL_GRACE_MS = 2000;
+/**
+ * ssh2 drops a signal once our side has sent EOF (state 'eof', not 'open'), though RFC 4254 allows one
+ * until the channel closes, and a command whose stdin ended is still running: send it on the
+ * protocol directly then.
+ */
+function signalChannel(ch: ClientChannel, name: string): void {
+  const raw = ch as unknown as { outgoing?: { id: number; state: string }; _client?: { _protocol?: { signal(id: number, name: string): void } } };
+  try {
+    if (raw.outgoing?.state !== 'eof') ch.signal(name);
+    else raw._client?._protocol?.signal(raw.outgoing.id, name);
+  } catch {
+    // closed meanwhile, or a name ssh2 does not know
+  }
+}
 
 function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string, conn: PooledConnection, timeoutMs?: number): void {
   const ch = opened.channel;
   let paused = false;
   let timedOut = false;
   if (timeoutMs !== undefined) {
-    const signal = (name: string): void => {
-      try {
-        ch.signal(name);
-      } catch {
-        // the channel closed meanwhile
-      }
-    };
     const timer = setTimeout(() => {
       timedOut = true;
-      signal('TERM');
-      const kill = setTimeout(() => {
-        signal('KILL');
-        ch.close();
-      }, KILL_GRACE_MS);
-      void opened.closed.then(() => clearTimeout(kill));
+      signalChannel(ch, 'TERM');
+      ch.close(); // the host hangs up what is still running
     }, timeoutMs);
     void opened.closed.then(() => clearTimeout(timer));
   }

@@ -35,6 +35,9 @@ export interface RunningProcess {
   readonly done: Promise<void>;
 }
 
+// After a hang-up, a command that is still there this much later is killed.
+const HANGUP_KILL_MS = 5000;
+
 // RFC 4254 §6.10: the signal names a client may send.
 const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
 
@@ -179,6 +182,14 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     child.stdin?.on('error', () => undefined); // EPIPE when the command does not read its stdin
     child.once('error', (err) => {
       channel.stderr.write(`burrow: cannot start ${ctx.user.shell}: ${err.message}\n`);
+    });
+    // A client that closes the channel before the command ended (a timeout, a cancel) hangs it up,
+    // as a lost connection does: ssh2 passes on no signal request after the client's EOF.
+    channel.once('close', () => {
+      if (pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+      killGroup(pid, 'SIGHUP');
+      const kill = setTimeout(() => killGroup(pid, 'SIGKILL'), HANGUP_KILL_MS);
+      void done.then(() => clearTimeout(kill));
     });
     child.once('close', (code, signal) => {
       channel.unpipe(child.stdin!);
