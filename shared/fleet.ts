@@ -64,11 +64,21 @@ export async function execMany(targets: string | readonly string[], command: str
   const list = expandTargets(specs, needGroups ? readGroups(opts.state ?? stateDir()) : {});
   const fanout = opts.fanout ?? DEFAULT_FANOUT;
   if (!Number.isSafeInteger(fanout) || fanout < 1) throw new BurrowError(ErrorCodes.BadArgument, `fanout must be a whole number >= 1, not ${fanout}`);
-  return mapLimit(list, fanout, async (target) => {
-    const r = opts.signal?.aborted ? notRun(target) : await runOne(target, command, opts);
-    opts.onResult?.(r);
-    return r;
-  });
+  // One listener on the caller's signal, whatever the fanout, cancels every running host.
+  const cancels = new Set<() => void>();
+  const onAbort = (): void => {
+    for (const c of cancels) c();
+  };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await mapLimit(list, fanout, async (target) => {
+      const r = opts.signal?.aborted ? notRun(target) : await runOne(target, command, opts, cancels);
+      opts.onResult?.(r);
+      return r;
+    });
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 /** fn over items, at most `limit` at a time, results in item order. */
@@ -89,7 +99,7 @@ function notRun(target: string): HostResult {
   return { target, outcome: 'cancelled', code: null, signal: null, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), error: { code: ErrorCodes.Disconnected, message: 'cancelled before it started' }, ms: 0 };
 }
 
-async function runOne(target: string, command: string, opts: ExecManyOptions): Promise<HostResult> {
+async function runOne(target: string, command: string, opts: ExecManyOptions, cancels: Set<() => void>): Promise<HostResult> {
   const began = Date.now();
   const collect = opts.collect ?? true;
   const out: Buffer[] = [];
@@ -134,7 +144,7 @@ async function runOne(target: string, command: string, opts: ExecManyOptions): P
     grace = setTimeout(() => p.disconnect(), CANCEL_GRACE_MS);
   };
   if (opts.signal?.aborted) onAbort();
-  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  else cancels.add(onAbort);
   try {
     return await new Promise<HostResult>((resolve) => {
       // Output still in the streams arrives before 'end'; the result waits for both.
@@ -154,7 +164,7 @@ async function runOne(target: string, command: string, opts: ExecManyOptions): P
     });
   } finally {
     clearTimeout(grace);
-    opts.signal?.removeEventListener('abort', onAbort);
+    cancels.delete(onAbort);
   }
 }
 
