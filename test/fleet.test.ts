@@ -104,6 +104,9 @@ describe('exec on many hosts', () => {
     for (const v of out.values()) expect(v).toEqual(['out', 'tail']);
     const err = r.stderr.split('\n').filter((l) => /^box\d+: /.test(l));
     expect(err.sort()).toEqual(['box1: err', 'box2: err', 'box3: err', 'box4: err']);
+    // a plain comma list is many hosts too (the native client hands it to Node)
+    const list = await cli(['exec', 'box7,box8', '--', 'cat ~/label']);
+    expect(list.stdout.split('\n').sort()).toEqual(['', 'box7: box7', 'box8: box8']);
   });
 
   it('--json prints one parseable object per host', async () => {
