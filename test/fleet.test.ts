@@ -1,8 +1,7 @@
 // Groups and fleet exec against 50 real host daemons on loopback and one agent.
 
-import { spawn as spawnProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn as spawnProcess } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { addAlias } from '../shared/aliases.js';
 import { execMany, fleetExitStatus } from '../shared/fleet.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { startSshd } from './helpers/sshd.js';
 
 const HOSTS = 50;
 // Daemons start a few at a time: two cores are shared with everything else.
@@ -53,6 +53,15 @@ function prefixed(out: string): Map<string, string[]> {
     m.set(name, [...(m.get(name) ?? []), line.slice(i + 2)]);
   }
   return m;
+}
+
+/** Whether no process runs exactly `args`, polling for up to 5 s. */
+async function processGone(args: string): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    if (!execFileSync('ps', ['-eo', 'args']).toString().split('\n').some((l) => l.trim() === args)) return true;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return false;
 }
 
 describe('groups', () => {
@@ -158,14 +167,28 @@ describe('exec on many hosts', () => {
     expect(r.stderr).toMatch(/ {2}timed out: box1, box3, .*box49\n/);
     expect(r.ms).toBeLessThan(30_000);
     // the sleeps are gone on the hosts, not merely abandoned
-    let left = '';
-    for (let i = 0; i < 50; i++) {
-      left = execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((l) => l.trim() === marker).join('\n');
-      if (left === '') break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    expect(left).toBe('');
+    expect(await processGone(marker)).toBe(true);
   }, 120_000);
+
+  it('--timeout answers at once on an ordinary sshd too, which confirms a close only after the command ends', async () => {
+    const sshd = await startSshd();
+    const marker = 'sleep 100.0533';
+    try {
+      appendFileSync(sshd.authorizedKeysPath, endpointKeyLine((await cli(['host', 'id'])).stdout.trim()) + '\n');
+      const r = await cli(['exec', '--timeout', '1', `${sshd.user}@127.0.0.1:${sshd.port}`, '--', marker]);
+      expect(r.code).toBe(124);
+      expect(r.stderr).toContain('  timed out: ');
+      expect(r.ms).toBeLessThan(20_000);
+    } finally {
+      // This sshd runs without privilege separation and so takes no signal requests: end the
+      // command here, by its pid.
+      for (const line of execFileSync('ps', ['-eo', 'pid=,args=']).toString().split('\n')) {
+        const m = /^\s*(\d+) (.*)$/.exec(line);
+        if (m && m[2]!.trim() === marker) process.kill(Number(m[1]), 'SIGKILL');
+      }
+      await sshd.stop();
+    }
+  });
 
   it('sends stdin to every host', async () => {
     const r = await cli(['exec', '@few', '--', 'tr a-z A-Z'], { input: 'hello\nworld\n' });

@@ -91,7 +91,9 @@ function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string
     const timer = setTimeout(() => {
       timedOut = true;
       signalChannel(ch, 'TERM');
-      ch.close(); // the host hangs up what is still running
+      ch.close(); // a burrow host hangs up what is still running
+      // Not waiting for the close: OpenSSH's sshd confirms it only once the command has exited.
+      session.end({ t: 'error', code: ErrorCodes.CommandTimeout, message: `the command on ${label} ran past its ${timeoutMs / 1000} s timeout and was ended` });
     }, timeoutMs);
     void opened.closed.then(() => clearTimeout(timer));
   }
@@ -116,7 +118,7 @@ function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string
     const rest = [ch.read() as Buffer | null, ch.stderr.read() as Buffer | null];
     if (rest[0]) session.send({ t: 'stdout', data: rest[0] });
     if (rest[1]) session.send({ t: 'stderr', data: rest[1] });
-    if (timedOut) return session.end({ t: 'error', code: ErrorCodes.CommandTimeout, message: `the command on ${label} ran past its ${(timeoutMs ?? 0) / 1000} s timeout and was ended` });
+    if (timedOut) return; // answered when it timed out
     const exit = opened.exit();
     if (exit) return session.end({ t: 'exit', ...exit });
     void conn.whyLost().then((why) => session.end({ t: 'error', code: ErrorCodes.Disconnected, message: `connection to ${label} was lost before the command finished: ${why}` }));
