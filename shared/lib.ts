@@ -21,7 +21,7 @@ export interface SessionOptions {
   connection?: IpcConnection;
   /** Give up reaching the host after this many ms (default: the daemon's); exec only. */
   connectTimeoutMs?: number;
-  /** End the command (TERM, then KILL) once it has run this many ms; exec only. */
+  /** End the command once it has run this many ms (TERM, and the channel closed, which a burrow host takes as a hang-up); exec only. Ends in a CommandTimeout error. */
   timeoutMs?: number;
 }
 
