@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addAlias } from '../shared/aliases.js';
+import { expandTargets } from '../shared/groups.js';
 import { execMany, fleetExitStatus } from '../shared/fleet.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
@@ -63,6 +64,16 @@ async function processGone(args: string): Promise<boolean> {
   }
   return false;
 }
+
+describe('target lists', () => {
+  it('expands groups, nested groups and comma lists, each target once, first mention first', () => {
+    const groups = { web: ['w1', 'w2'], all: ['@web', 'db', 'w1'], loop: ['a', '@loop'] };
+    expect(expandTargets(['@all,w3', 'db', 'alice@w2:2222'], groups)).toEqual(['w1', 'w2', 'db', 'w3', 'alice@w2:2222']);
+    expect(() => expandTargets(['@nosuch'], groups)).toThrow(/no group named "nosuch"/);
+    expect(() => expandTargets(['@loop'], groups)).toThrow(/contains itself/);
+    expect(() => expandTargets(['ok,bad target!'], groups)).toThrow(/bad target/);
+  });
+});
 
 describe('groups', () => {
   it('adds, lists and removes groups and members in the address book', async () => {
