@@ -18,9 +18,12 @@ import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from 
 import { startSshd } from '../test/helpers/sshd.js';
 import { fmt, summarize, type Summary } from './stats.js';
 
+// No single run may hang the bench.
+const RUN_LIMIT_MS = 120_000;
+
 function timeRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
   const t0 = performance.now();
-  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: RUN_LIMIT_MS });
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return ms;
@@ -33,7 +36,7 @@ async function timeParallel(runs: { cmd: string; args: string[] }[]): Promise<nu
     runs.map(
       ({ cmd, args }) =>
         new Promise<void>((resolve, reject) => {
-          const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+          const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: RUN_LIMIT_MS });
           let err = '';
           p.stderr.on('data', (d: Buffer) => (err += d.toString()));
           p.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} failed (${code}): ${err}`))));
