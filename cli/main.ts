@@ -35,6 +35,12 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
   ssh-config                      a Host block so ssh/scp/sftp/rsync/git reach NAME.burrow
   completion bash|zsh|fish        a script to source for tab completion (remote paths in cp too)
   version                         burrow's version, and the daemon's when one answers (also -V, --version)
+  group add NAME TARGET... | group remove NAME [TARGET...] | group list [--json]
+                                  named lists of targets; @NAME stands for every member
+  exec @GROUP[,@G2,TARGET] [--fanout N] [--connect-timeout S] [--timeout S]
+       [--gather|--json] [--log-dir DIR] [-n] -- CMD...
+                                  CMD on every member, at most N at once (32); lines prefixed
+                                  NAME:, a summary on stderr; status @GROUP and check @GROUP too
 
 TARGET is an alias, a ticket, an endpoint id, or [user@]host[:port] for an ordinary sshd.
 Exit status: the remote command's; 128+N when it died of signal N; 255 when the connection or
@@ -63,6 +69,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   __complete: async () => (await import('./commands/completion.js')).completeCommand(Object.keys(COMMANDS).filter((n) => !n.startsWith('__'))),
   invite: async () => (await import('./commands/invite.js')).inviteCommand,
   join: async () => (await import('./commands/join.js')).joinCommand,
+  group: async () => (await import('./commands/group.js')).groupCommand,
 };
 
 /** A command's lines of the help text: `burrow CMD --help` prints them. */

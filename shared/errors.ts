@@ -50,6 +50,8 @@ export const ErrorCodes = {
   UnsafeSocket: 'UnsafeSocket',
   /** An IPC client broke a limit: too slow (hello, a partial frame), too much unread input, too many connections. */
   IpcLimit: 'IpcLimit',
+  /** The remote command ran past its time limit and was ended. */
+  CommandTimeout: 'CommandTimeout',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -112,6 +114,8 @@ export function exitCodeFor(code: ErrorCode): number {
       return 1;
     case ErrorCodes.BadArgument:
       return 2;
+    case ErrorCodes.CommandTimeout:
+      return 124; // as timeout(1)
     default:
       return 255;
   }

@@ -7,3 +7,5 @@ export * from './lib.js';
 export * from './status.js';
 export * from './target.js';
 export { IpcConnection } from './ipc/client.js';
+export * from './fleet.js';
+export * from './groups.js';

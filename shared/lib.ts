@@ -1,5 +1,6 @@
 // The library API for Node programs, shaped like child_process: exec() collects, spawn() streams,
-// status() reads the daemon. The CLI's ssh and exec commands are built on spawn() too.
+// status() reads the daemon; execMany() (shared/fleet.ts) runs one command on many hosts. The
+// CLI's ssh and exec commands are built on spawn() too.
 
 import { EventEmitter } from 'node:events';
 import { PassThrough, Writable, type Readable } from 'node:stream';
@@ -17,10 +18,12 @@ export interface SessionOptions {
   /** Ask for a PTY: output then comes on stdout only, as a terminal would show it. A login shell
    * gets one unless this is `false` (like ssh -T). */
   pty?: { term?: string; cols?: number; rows?: number } | false;
-  /** Seconds to wait for the connection to TARGET before failing with ConnectTimeout. */
-  connectTimeout?: number;
   /** An already open daemon connection to use (the CLI passes the one it made). */
   connection?: IpcConnection;
+  /** Give up reaching the host after this many ms (default: the daemon's), like ssh -o ConnectTimeout. */
+  connectTimeoutMs?: number;
+  /** End the command once it has run this many ms (TERM, and the channel closed, which a burrow host takes as a hang-up); exec only. Ends in a CommandTimeout error. */
+  timeoutMs?: number;
 }
 
 export interface ExecResult {
@@ -129,9 +132,13 @@ export async function spawn(target: string, command: string | undefined, opts: S
   }
   const conn = opts.connection ?? (await IpcConnection.connect({ socket: opts.socket ?? socketPath() }));
   const pty = opts.pty ? { term: opts.pty.term ?? 'xterm-256color', cols: opts.pty.cols ?? 80, rows: opts.pty.rows ?? 24 } : undefined;
-  const env = { ...(opts.env ? { env: opts.env } : {}), ...(opts.connectTimeout !== undefined ? { connectTimeout: opts.connectTimeout } : {}) };
+  const env = opts.env ? { env: opts.env } : {};
+  const within = opts.connectTimeoutMs !== undefined ? { connectTimeout: opts.connectTimeoutMs } : {};
+  const limit = opts.timeoutMs !== undefined ? { timeout: opts.timeoutMs } : {};
   const request: FrameOf<'exec'> | FrameOf<'shell'> =
-    command === undefined ? { t: 'shell', target, ...(pty ?? {}), ...(opts.pty === false ? { pty: false } : {}), ...env } : { t: 'exec', target, command, ...(pty ? { pty: true, ...pty } : {}), ...env };
+    command === undefined
+      ? { t: 'shell', target, ...(pty ?? {}), ...(opts.pty === false ? { pty: false } : {}), ...env, ...within }
+      : { t: 'exec', target, command, ...(pty ? { pty: true, ...pty } : {}), ...env, ...within, ...limit };
   return new BurrowProcess(conn, request);
 }
 

@@ -120,4 +120,6 @@ export const StateFiles = {
   knownHosts: 'known_hosts',
   /** Names for tickets and endpoint ids. */
   aliases: 'aliases.json',
+  /** Named lists of targets (`@NAME`), beside the aliases. */
+  groups: 'groups.json',
 } as const;

@@ -4,6 +4,8 @@
 import { constants as osConstants } from 'node:os';
 import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
+import { signalStatus } from '../../shared/fleet.js';
+import { isManyTargets } from '../../shared/groups.js';
 import { spawn } from '../../shared/lib.js';
 import { readAliases } from '../../shared/aliases.js';
 import { aliasCandidate, parseTarget } from '../../shared/target.js';
@@ -211,15 +213,12 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
 
 /** `exec TARGET -- CMD...`: no PTY, stdout and stderr apart. */
 export async function execCommand(ctx: CliContext, args: string[]): Promise<number> {
+  // Many targets (@group, a,b) or fan-out options first: the fleet runs it.
+  if (args[0] !== undefined && (args[0].startsWith('-') || isManyTargets(args[0]))) return (await import('./fleet.js')).fleetExecCommand(ctx, args);
   const [target, sep, ...cmd] = args;
   const words = sep === '--' ? cmd : sep !== undefined ? [sep, ...cmd] : [];
   if (target === undefined || target.startsWith('-') || words.length === 0) usage('usage: burrow exec TARGET -- CMD...');
   return runSession(ctx, { target, command: words.join(' '), pty: false });
-}
-
-function signalExit(name: string): number {
-  const n = (osConstants.signals as Record<string, number>)[`SIG${name.replace(/^SIG/, '')}`];
-  return n !== undefined ? 128 + n : 255;
 }
 
 /** What an escape asks for; `send` is always the bytes that go on to the remote. */
@@ -295,7 +294,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
     connection,
     env,
     pty: spec.pty ? { term: process.env['TERM'] || 'xterm-256color', ...size() } : false,
-    ...(spec.connectTimeout !== undefined ? { connectTimeout: spec.connectTimeout } : {}),
+    ...(spec.connectTimeout !== undefined ? { connectTimeoutMs: spec.connectTimeout * 1000 } : {}),
   });
 
   const restore: (() => void)[] = [];
@@ -324,7 +323,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
       stdin.unref?.();
       resolve(code);
     };
-    p.once('exit', (code: number | null, signal: string | null) => finish(signal !== null ? signalExit(signal) : (code ?? 255)));
+    p.once('exit', (code: number | null, signal: string | null) => finish(signal !== null ? signalStatus(signal) : (code ?? 255)));
     p.once('error', (err: BurrowError) => finish(exitCodeFor(err.code), `${interactive ? '\r\n' : ''}burrow: ${err.code}: ${err.message}\n`));
 
     const escapes = interactive ? new EscapeFilter() : undefined;

@@ -1,9 +1,13 @@
-// burrow status, check and disconnect: read or change what the daemon holds.
+// burrow status, check and disconnect: read or change what the daemon holds; status and check
+// take groups too (one line per member).
 
 import { readAliases } from '../../shared/aliases.js';
+import { toBurrowError } from '../../shared/errors.js';
+import { DEFAULT_FANOUT, mapLimit } from '../../shared/fleet.js';
+import { expandTargets, isManyTargets, readGroups } from '../../shared/groups.js';
 import { parseTarget } from '../../shared/target.js';
 import { ticketEndpointId } from '../../shared/ticket.js';
-import { ask, usage, type CliContext } from '../context.js';
+import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 import { humanBytes } from '../format.js';
 
 /** The alias a connection is known by: its endpoint id, or host:port, found in the alias book. */
@@ -44,7 +48,9 @@ const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
 
 export async function statusCommand(ctx: CliContext, args: string[]): Promise<number> {
   const json = args.includes('--json');
-  if (args.some((a) => a !== '--json')) usage('usage: burrow status [--json]');
+  const specs = args.filter((a) => a !== '--json');
+  if (specs.some((a) => a.startsWith('-'))) usage('usage: burrow status [--json] [TARGET|@GROUP...]');
+  if (specs.length > 0) return statusOfTargets(ctx, specs, json);
   const r = await ask(ctx, { t: 'status' });
   const aliasOf = aliasFinder(ctx.state);
   for (const c of (Array.isArray(r['connections']) ? r['connections'] : []) as Record<string, unknown>[]) {
@@ -77,10 +83,50 @@ export async function statusCommand(ctx: CliContext, args: string[]): Promise<nu
   return 0;
 }
 
-/** Like `ssh -O check`: 0 when a live connection is held, 1 when not. */
+/** Each target's held connection, or its absence (or why it could not be looked up). */
+async function checkAll(ctx: CliContext, specs: readonly string[]): Promise<{ target: string; alive: boolean; connection?: Record<string, unknown>; error?: string }[]> {
+  const targets = expandTargets(specs, specs.some((s) => s.includes('@')) ? readGroups(ctx.state) : {});
+  (await connectDaemon(ctx)).close(); // one autostart, before the many requests
+  return mapLimit(targets, DEFAULT_FANOUT, async (target) => {
+    try {
+      const r = await ask(ctx, { t: 'check', target });
+      return r['alive'] === true ? { target, alive: true, connection: (r['connection'] ?? {}) as Record<string, unknown> } : { target, alive: false };
+    } catch (err) {
+      const e = toBurrowError(err);
+      return { target, alive: false, error: `${e.code}: ${e.message}` };
+    }
+  });
+}
+
+/** `status @GROUP ...`: one row per member, from what the pool holds. */
+async function statusOfTargets(ctx: CliContext, specs: readonly string[], json: boolean): Promise<number> {
+  const rows = await checkAll(ctx, specs);
+  if (json) {
+    process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    return 0;
+  }
+  const lines = [['TARGET', 'STATE', 'PATH', 'RTT', 'CHANNELS', 'UP'].join('\t')];
+  for (const r of rows) {
+    const c = r.connection ?? {};
+    const rtt = typeof c['rttMs'] === 'number' ? `${c['rttMs']}ms` : '-';
+    lines.push(r.alive ? [r.target, 'alive', str(c['path']), rtt, String(num(c['channels'])), duration(num(c['ageSeconds']))].join('\t') : [r.target, r.error ?? 'absent', '-', '-', '-', '-'].join('\t'));
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}
+
+/** Like `ssh -O check`: 0 when a live connection is held, 1 when not; for many targets, one line each and 0 only when all are. */
 export async function checkCommand(ctx: CliContext, args: string[]): Promise<number> {
   const [target, ...rest] = args;
-  if (target === undefined || rest.length > 0) usage('usage: burrow check TARGET');
+  if (target === undefined || rest.length > 0) usage('usage: burrow check TARGET|@GROUP[,...]');
+  if (isManyTargets(target)) {
+    const rows = await checkAll(ctx, [target]);
+    for (const r of rows) {
+      const c = r.connection ?? {};
+      process.stdout.write(r.alive ? `alive: ${r.target} (${str(c['path'])}, ${num(c['channels'])} channels, up ${duration(num(c['ageSeconds']))})\n` : `absent: ${r.target}${r.error ? ` (${r.error})` : ''}\n`);
+    }
+    return rows.every((r) => r.alive) ? 0 : 1;
+  }
   const r = await ask(ctx, { t: 'check', target });
   if (r['alive'] === true) {
     const c = (r['connection'] ?? {}) as Record<string, unknown>;

@@ -697,6 +697,7 @@ int main(int argc, char **argv) {
     return run(OP_PROXY, socket_path(sock_flag), target, NULL, autostart);
   }
   if (strcmp(cmd, "exec") != 0) fallback();
+  if (target[0] == '@' || strchr(target, ',')) fallback(); /* many hosts: the Node CLI fans out */
   if (i < argc && !strcmp(argv[i], "--")) i++;
   if (i >= argc) fallback();
   /* The words joined by spaces, as the Node CLI and ssh do. */

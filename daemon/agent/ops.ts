@@ -26,9 +26,11 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
   session.pause();
 
   const target = await resolveTarget(req.target, ctx.state, ctx.defaultUser);
-  // The pool goes on connecting after a ConnectTimeout (another request may use it); this one stops waiting.
-  const wait = req.connectTimeout;
-  const conn = await (wait === undefined ? ctx.pool.get(target) : withTimeout(ctx.pool.get(target), wait * 1000, ErrorCodes.ConnectTimeout, `no connection to ${target.label} within ${wait} s (ConnectTimeout)`));
+  const within = req.connectTimeout;
+  // A caller's connect timeout also bounds its wait on an attempt another request began.
+  const conn = await (within === undefined
+    ? ctx.pool.get(target)
+    : withTimeout(ctx.pool.get(target, within), within, ErrorCodes.ConnectTimeout, `could not reach ${target.label} within ${within / 1000} s`));
   if (session.closed) return ctx.pool.touch(conn);
   // The client decides, as ssh does (-t, -T, stdin a terminal or not); an old client's shell gets one.
   const wantPty = req.pty ?? req.t === 'shell';
@@ -43,7 +45,8 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
     ch.close();
     return;
   }
-  bridgeChannel(opened, session, target.label, opened.connection); // another than conn after a reconnect
+  // opened.connection: another than conn after a reconnect.
+  bridgeChannel(opened, session, target.label, opened.connection, req.t === 'exec' ? req.timeout : undefined);
   session.onFrame((f) => handleClientFrame(ch, session, f));
   session.resume();
 }
@@ -67,7 +70,7 @@ function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters
         ch.close();
         return;
       }
-      ch.signal(name);
+      signalChannel(ch, name);
       return;
     }
     default:
@@ -76,9 +79,35 @@ function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters
   }
 }
 
-function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string, conn: PooledConnection): void {
+/**
+ * ssh2 drops a signal once our side has sent EOF (state 'eof', not 'open'), though RFC 4254 allows one
+ * until the channel closes, and a command whose stdin ended is still running: send it on the
+ * protocol directly then.
+ */
+function signalChannel(ch: ClientChannel, name: string): void {
+  const raw = ch as unknown as { outgoing?: { id: number; state: string }; _client?: { _protocol?: { signal(id: number, name: string): void } } };
+  try {
+    if (raw.outgoing?.state !== 'eof') ch.signal(name);
+    else raw._client?._protocol?.signal(raw.outgoing.id, name);
+  } catch {
+    // closed meanwhile, or a name ssh2 does not know
+  }
+}
+
+function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string, conn: PooledConnection, timeoutMs?: number): void {
   const ch = opened.channel;
   let paused = false;
+  let timedOut = false;
+  if (timeoutMs !== undefined) {
+    const timer = setTimeout(() => {
+      timedOut = true;
+      signalChannel(ch, 'TERM');
+      ch.close(); // a burrow host hangs up what is still running
+      // Not waiting for the close: OpenSSH's sshd confirms it only once the command has exited.
+      session.end({ t: 'error', code: ErrorCodes.CommandTimeout, message: `the command on ${label} ran past its ${timeoutMs / 1000} s timeout and was ended` });
+    }, timeoutMs);
+    void opened.closed.then(() => clearTimeout(timer));
+  }
   // A full client socket holds the channel, whose window then holds the remote process.
   const forward = (t: 'stdout' | 'stderr') => (data: Buffer) => {
     if (!session.send({ t, data }) && !paused) {
@@ -100,6 +129,7 @@ function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string
     const rest = [ch.read() as Buffer | null, ch.stderr.read() as Buffer | null];
     if (rest[0]) session.send({ t: 'stdout', data: rest[0] });
     if (rest[1]) session.send({ t: 'stderr', data: rest[1] });
+    if (timedOut) return; // answered when it timed out
     const exit = opened.exit();
     if (exit) return session.end({ t: 'exit', ...exit });
     void conn.whyLost().then((why) => session.end({ t: 'error', code: ErrorCodes.Disconnected, message: `connection to ${label} was lost before the command finished: ${why}` }));

@@ -166,21 +166,24 @@ export class Pool extends EventEmitter {
     return [...this.live.values()].map((c) => c.status());
   }
 
-  /** The live connection for a target, connecting once however many ask at the same time. */
-  async get(t: ResolvedTarget): Promise<PooledConnection> {
+  /**
+   * The live connection for a target, connecting once however many ask at the same time.
+   * `timeoutMs` bounds a fresh attempt (default: the daemon's); one already under way keeps its own.
+   */
+  async get(t: ResolvedTarget, timeoutMs?: number): Promise<PooledConnection> {
     if (this.closing) throw new BurrowError(ErrorCodes.ShuttingDown, 'daemon is shutting down');
     const have = this.live.get(t.key);
     if (have && !have.dead) return have;
     let p = this.pending.get(t.key);
     if (!p) {
-      p = this.connect(t).finally(() => this.pending.delete(t.key));
+      p = this.connect(t, timeoutMs).finally(() => this.pending.delete(t.key));
       this.pending.set(t.key, p);
     }
     return p;
   }
 
-  private async connect(t: ResolvedTarget): Promise<PooledConnection> {
-    const timeout = this.opts.connectTimeoutMs ?? 15_000;
+  private async connect(t: ResolvedTarget, timeoutMs?: number): Promise<PooledConnection> {
+    const timeout = timeoutMs ?? this.opts.connectTimeoutMs ?? 15_000;
     const began = Date.now();
     let stream: IrohStream | Socket;
     let iroh: IrohConnection | undefined;

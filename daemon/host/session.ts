@@ -63,6 +63,9 @@ function shellArgs(command: string): string[] {
   return ['-c', JOIN_AND_RUN, 'burrow', ...pieces];
 }
 
+// After a hang-up, a command that is still there this much later is killed.
+const HANGUP_KILL_MS = 5000;
+
 const signalName = (n: number): string | undefined => Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
 
 export function envAllowed(name: string, extra: readonly string[]): boolean {
@@ -258,7 +261,11 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     const done = new Promise<void>((resolve) => child.once('close', () => resolve()));
     if (pid !== undefined) {
       ctx.track({ pid, done });
-      hangUp = () => killGroup(pid, 'SIGHUP');
+      hangUp = () => {
+        killGroup(pid, 'SIGHUP');
+        const kill = setTimeout(() => killGroup(pid, 'SIGKILL'), HANGUP_KILL_MS);
+        void done.then(() => clearTimeout(kill));
+      };
     }
     child.stdout?.on('data', (d: Buffer) => (bytesOut += d.length));
     child.stderr?.on('data', (d: Buffer) => (bytesOut += d.length));

@@ -21,8 +21,9 @@ const SPECS = {
   error: { code: 'string', message: 'string' },
 
   // Requests, client -> daemon; one per connection.
-  // connectTimeout: seconds to wait for the connection (ssh -o ConnectTimeout); absent: the daemon's.
-  exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', connectTimeout: 'uint?' },
+  // connectTimeout (ms) bounds reaching the host (ssh -o ConnectTimeout, fleet --connect-timeout);
+  // exec's timeout (ms) bounds the command once started.
+  exec: { target: 'string', command: 'string', pty: 'bool?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', connectTimeout: 'uint?', timeout: 'uint?' },
   // pty: false asks for a shell with no PTY (ssh -T, or stdin not a terminal); absent means a PTY.
   shell: { target: 'string', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', pty: 'bool?', connectTimeout: 'uint?' },
   proxy: { target: 'string' },
