@@ -27,10 +27,14 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
 
   const target = await resolveTarget(req.target, ctx.state, ctx.defaultUser);
   const within = req.connectTimeout;
-  // A caller's connect timeout also bounds its wait on an attempt another request began.
+  // A caller's connect timeout also bounds its wait on an attempt another request began; either
+  // way the message states the wait the caller asked for.
+  const late = `no connection to ${target.label} within ${(within ?? 0) / 1000} s (ConnectTimeout)`;
   const conn = await (within === undefined
     ? ctx.pool.get(target)
-    : withTimeout(ctx.pool.get(target, within), within, ErrorCodes.ConnectTimeout, `could not reach ${target.label} within ${within / 1000} s`));
+    : withTimeout(ctx.pool.get(target, within), within, ErrorCodes.ConnectTimeout, late).catch((err: unknown) => {
+        throw err instanceof BurrowError && err.code === ErrorCodes.ConnectTimeout ? new BurrowError(ErrorCodes.ConnectTimeout, late, { cause: err }) : err;
+      }));
   if (session.closed) return ctx.pool.touch(conn);
   // The client decides, as ssh does (-t, -T, stdin a terminal or not); an old client's shell gets one.
   const wantPty = req.pty ?? req.t === 'shell';

@@ -391,7 +391,7 @@ export class IrohTransport {
       }),
       timeoutMs,
       ErrorCodes.ConnectTimeout,
-      `connect to ${short}: no answer within ${timeoutMs} ms`,
+      `connect to ${short}: no answer within ${timeoutMs / 1000} s`,
       (late) => late.close(CloseCode.Normal, toIrohBytes(Buffer.from('gave up'))),
     );
     return this.track(new IrohConnection(this, conn));
