@@ -23,6 +23,8 @@ export interface DaemonOptions {
   hostBackend: HostBackend;
   /** Seconds a stopping daemon waits for running sessions before ending them. */
   graceSeconds: number;
+  /** Persistent sessions: how many at once, seconds an unattached one lives (0: for ever), ring bytes. */
+  sessions: { cap: number; lingerSeconds: number; ringBytes: number };
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
@@ -30,6 +32,7 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
                [--max-sessions N] [--accept-env NAME[,NAME]] [--permit-open HOST:PORT[,...]|none]
                [--gateway-ports] [--grace SECONDS]
+               [--session-cap N] [--session-linger SECONDS] [--session-ring BYTES]
 Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
 logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
 
@@ -77,6 +80,9 @@ const SETTINGS = {
   permitOpen: { flag: 'permit-open', type: 'list', default: undefined },
   gatewayPorts: { flag: 'gateway-ports', type: 'boolean', default: false },
   grace: { flag: 'grace', type: 'number', default: '10' },
+  sessionCap: { flag: 'session-cap', type: 'number', default: '32' },
+  sessionLinger: { flag: 'session-linger', type: 'number', default: '0' },
+  sessionRing: { flag: 'session-ring', type: 'number', default: String(2 * 1024 * 1024) },
 } as const;
 type SettingName = keyof typeof SETTINGS;
 type Raw = { [K in SettingName]: (typeof SETTINGS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
@@ -167,6 +173,11 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
     ...(raw.bind !== undefined ? { bind: parseBind(raw.bind) } : {}),
     persist: wholeNumber('persist', raw.persist, 0),
     graceSeconds: wholeNumber('grace', raw.grace, 0),
+    sessions: {
+      cap: wholeNumber('session-cap', raw.sessionCap, 1),
+      lingerSeconds: wholeNumber('session-linger', raw.sessionLinger, 0),
+      ringBytes: wholeNumber('session-ring', raw.sessionRing, 4096),
+    },
     logLevel: level,
     foreground,
   };

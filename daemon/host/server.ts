@@ -15,6 +15,7 @@ import { dialTcp } from '../transport/tcp.js';
 import type { HostAuth } from './auth.js';
 import { serveForwarding, type ForwardPolicy } from './forwarding.js';
 import { killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
+import { SESSION_SUBSYSTEM, SessionKeepers, type SessionSettings } from '../session/host.js';
 
 export type HostBackend =
   | { kind: 'builtin'; maxSessions: number; acceptEnv: readonly string[]; forwarding: ForwardPolicy }
@@ -27,6 +28,8 @@ export interface HostOptions {
   log: Logger;
   /** Seconds between SIGHUP and SIGKILL for the processes of a dropped connection. */
   hangupGraceMs?: number;
+  /** Persistent sessions (built-in backend only). */
+  sessions?: SessionSettings;
 }
 
 const MAX_AUTH_TRIES = 6;
@@ -53,7 +56,17 @@ export class Host {
   /** Session channels served since start, for status. */
   sessionsServed = 0;
 
-  constructor(private readonly opts: HostOptions) {}
+  /** Persistent sessions' keepers, when the built-in backend serves them. */
+  private readonly keepers: SessionKeepers | undefined;
+
+  constructor(private readonly opts: HostOptions) {
+    if (opts.sessions && opts.backend.kind === 'builtin') this.keepers = new SessionKeepers(opts.sessions, this.user, opts.backend.acceptEnv, opts.log);
+  }
+
+  /** Stopping: attached clients of persistent sessions are let go (they reattach later); the shells live on. */
+  detachSessions(): void {
+    this.keepers?.detachAll();
+  }
 
   /** Apply a reloaded configuration to new sessions (SIGHUP); live ones keep theirs. */
   setBackend(backend: HostBackend): void {
@@ -162,7 +175,9 @@ export class Host {
           };
           openSessions.add(end);
           const session = accept();
-          serveSession(session, { user: this.user, remote, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) }, () => {
+          const keepers = this.keepers;
+          const subsystems = keepers ? { [SESSION_SUBSYSTEM]: (ch: import('ssh2').ServerChannel) => keepers.serve(ch, remote) } : undefined;
+          serveSession(session, { user: this.user, remote, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))), ...(subsystems ? { subsystems } : {}) }, () => {
             openSessions.delete(end);
             end();
           });

@@ -27,6 +27,8 @@ export interface SessionContext {
   log: Logger;
   /** Register a running process so a dropped connection can hang it up. */
   track: (p: RunningProcess) => void;
+  /** Further subsystems served on this connection (e.g. persistent sessions), by name. */
+  subsystems?: Readonly<Record<string, (channel: ServerChannel) => void>>;
 }
 
 /** What a connection needs to hang up a process when it drops. */
@@ -193,6 +195,8 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     serveSftp(accept(), { home: ctx.user.home, remote: ctx.remote, log: ctx.log });
   });
   session.on('subsystem', (accept, reject, info) => {
+    const extra = ctx.subsystems?.[info.name];
+    if (extra) return extra(accept());
     if (info.name === INFO_SUBSYSTEM) {
       const ch = accept();
       hostInfo().then(

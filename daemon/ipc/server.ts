@@ -12,8 +12,8 @@ import { PROTOCOL_VERSION, type Frame, type FrameOf } from '../../shared/ipc/fra
 import type { Logger } from '../log.js';
 
 /** The requests a client may make, one per connection. */
-export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'>;
-const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop']);
+export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'> | FrameOf<'session_open'> | FrameOf<'sessions'> | FrameOf<'session_kill'>;
+const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop', 'session_open', 'sessions', 'session_kill']);
 
 /** One client's session as a request handler sees it. */
 export interface IpcSession {

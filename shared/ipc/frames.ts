@@ -33,6 +33,11 @@ const SPECS = {
   check: { target: 'string' },
   disconnect: { target: 'string' },
   stop: {},
+  // Persistent sessions (docs/ARCHITECTURE.md): attach to NAME, creating it when asked; offset
+  // is the last output byte the client saw, so a reattach gets exactly what it missed.
+  session_open: { target: 'string', name: 'string', command: 'string?', create: 'bool?', readOnly: 'bool?', offset: 'uint?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', linger: 'uint?' },
+  sessions: { target: 'string' },
+  session_kill: { target: 'string', name: 'string' },
 
   // Streams, both ways.
   stdin: { data: 'bytes' },
@@ -47,6 +52,9 @@ const SPECS = {
   result: { value: 'object' },
   // Transfer progress: bytes of the current file, and totals so far.
   progress: { path: 'string', bytes: 'uint', size: 'uint', files: 'uint', totalBytes: 'uint' },
+  // A persistent session attached: stdout that follows starts at output offset `offset`; screen,
+  // when present, is the terminal redrawn (the missed bytes were no longer held).
+  attached: { name: 'string', offset: 'uint', screen: 'bytes?', created: 'bool?', writer: 'bool', pid: 'uint' },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 
 type Specs = typeof SPECS;
