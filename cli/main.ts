@@ -9,6 +9,10 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
   ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
                                   a shell or command on TARGET (PTY when stdin is a terminal);
                                   forwards live as long as this session
+  ssh TARGET --session NAME [--reconnect-timeout S] [--session-linger S] [CMD...]
+                                  a persistent shell: attach to NAME, creating it when absent;
+                                  ~. or ~d detaches, the shell lives on; reconnects by itself
+  session list TARGET [--json] | session attach TARGET NAME [--read-only] | session kill TARGET NAME
   forward add TARGET -L|-R|-D SPEC   a forward held by the daemon until cancelled
   forward list [--json] | forward cancel ID|SPEC
   exec TARGET -- CMD...           run CMD; stdout, stderr and exit status kept apart
@@ -51,6 +55,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   system: async () => (await import('./commands/system.js')).systemCommand,
   info: async () => (await import('./commands/info.js')).infoCommand,
   'ssh-config': async () => (await import('./commands/sshconfig.js')).sshConfigCommand,
+  session: async () => (await import('./commands/sessions.js')).sessionsCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

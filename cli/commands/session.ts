@@ -7,6 +7,7 @@ import type { IpcConnection } from '../../shared/ipc/client.js';
 import { spawn } from '../../shared/lib.js';
 import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
+import { seconds, sshSession } from './sessions.js';
 
 export interface SessionSpec {
   target: string;
@@ -20,6 +21,8 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
   let forcePty: boolean | undefined;
   let target: string | undefined;
   let noCommand = false;
+  let sessionName: string | undefined;
+  const sessionFlags: { reconnectTimeoutMs?: number; lingerSeconds?: number } = {};
   const forwards: { type: ForwardType; spec: string }[] = [];
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -36,6 +39,9 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
     } else if (a === '-t') forcePty = true;
     else if (a === '-T') forcePty = false;
     else if (a === '-N') noCommand = true;
+    else if (a === '--session') sessionName = args[++i] ?? usage('burrow ssh: --session needs a name');
+    else if (a === '--reconnect-timeout') sessionFlags.reconnectTimeoutMs = seconds(a, args[++i]) * 1000;
+    else if (a === '--session-linger') sessionFlags.lingerSeconds = seconds(a, args[++i]);
     else if (a === '--') {
       rest.push(...args.slice(i + 1));
       break;
@@ -43,7 +49,11 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
     else if (target === undefined) target = a;
     else rest.push(a);
   }
-  if (target === undefined) usage('usage: burrow ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [CMD...]');
+  if (target === undefined) usage('usage: burrow ssh TARGET [-t|-T] [-N] [-L spec] [-R spec] [-D [bind:]port] [--session NAME] [CMD...]');
+  if (sessionName !== undefined) {
+    if (forwards.length > 0 || noCommand) usage('burrow ssh --session: forwards belong to plain sessions, not persistent ones');
+    return sshSession(ctx, target, sessionName, rest.length > 0 ? rest.join(' ') : undefined, sessionFlags);
+  }
   // Each forward is held by its own daemon connection: they all go when this process does.
   const held: IpcConnection[] = [];
   for (const f of forwards) {
@@ -80,15 +90,18 @@ export async function execCommand(ctx: CliContext, args: string[]): Promise<numb
   return runSession(ctx, { target, command: words.join(' '), pty: false });
 }
 
-function signalExit(name: string): number {
+export function signalExit(name: string): number {
   const n = (osConstants.signals as Record<string, number>)[`SIG${name.replace(/^SIG/, '')}`];
   return n !== undefined ? 128 + n : 255;
 }
 
 /** Turn `~.` and `~~` at the start of a line into a disconnect and a literal `~` (OpenSSH's escapes). */
-class EscapeFilter {
+export class EscapeFilter {
   private atLineStart = true;
   private pendingTilde = false;
+
+  /** detachKey: `~d` detaches too (persistent sessions). */
+  constructor(private readonly detachKey = false) {}
 
   /** Returns the bytes to send, and whether the user asked to disconnect. */
   filter(chunk: Buffer): { out: Buffer; disconnect: boolean } {
@@ -96,7 +109,7 @@ class EscapeFilter {
     for (const b of chunk) {
       if (this.pendingTilde) {
         this.pendingTilde = false;
-        if (b === 0x2e /* . */) return { out: Buffer.from(out), disconnect: true };
+        if (b === 0x2e /* . */ || (this.detachKey && b === 0x64) /* d */) return { out: Buffer.from(out), disconnect: true };
         if (b === 0x7e /* ~ */) {
           out.push(0x7e);
           this.atLineStart = false;

@@ -91,7 +91,8 @@ class Keeper {
   private readonly created = Date.now();
   private lastAttached: number | null = null;
   private lingerTimer: NodeJS.Timeout | undefined;
-  private ptyPaused = false;
+  /** The writer whose full socket holds the shell's output, if any. */
+  private pausedFor: Client | undefined;
   private server!: Server;
   private socketIno = 0;
   private ending = false;
@@ -160,23 +161,30 @@ class Keeper {
     const ok = c.sock.write(frame);
     if (ok) return;
     if (c === this.writer) {
-      if (!this.ptyPaused) {
-        this.ptyPaused = true;
+      if (!this.pausedFor) {
+        this.pausedFor = c;
         this.pty.pause();
-        c.sock.once('drain', () => {
-          this.ptyPaused = false;
-          this.pty.resume();
-        });
+        c.sock.once('drain', () => this.resumeFor(c));
       }
     } else if (c.sock.writableLength > MAX_CLIENT_BACKLOG) {
       c.sock.destroy();
     }
   }
 
-  /** Resolves once the terminal has parsed every byte written so far. */
-  private parsed(): Promise<number> {
+  /**
+   * The screen once the terminal has parsed every byte written so far, and the offset it stands
+   * for. Serialized inside the parser's callback: later chunks may be parsed in the same turn.
+   */
+  private snapshot(): Promise<{ at: number; screen: Buffer }> {
     const at = this.ring.end;
-    return new Promise((r) => this.term.write('', () => r(at)));
+    return new Promise((r) =>
+      this.term.write('', () => {
+        const b = this.term.buffer.active;
+        // The serializer's own cursor placement can be off by a column; say it absolutely.
+        const screen = this.serializer.serialize({ scrollback: SCREEN_SCROLLBACK }) + `\x1b[${b.cursorY + 1};${b.cursorX + 1}H`;
+        r({ at, screen: Buffer.from(screen, 'utf8') });
+      }),
+    );
   }
 
   private info(): SessionInfo {
@@ -225,6 +233,7 @@ class Keeper {
       client.live = false;
       this.clients.delete(client);
       if (this.writer === client) this.writer = undefined;
+      this.resumeFor(client);
       this.armLinger();
     });
   }
@@ -236,17 +245,20 @@ class Keeper {
    * no output can fall between the snapshot and the live stream.
    */
   private async attach(c: Client, req: FrameOf<'session_open'>): Promise<void> {
-    const at = await this.parsed();
-    if (c.sock.destroyed) return;
     const missed = req.offset !== undefined ? this.ring.since(req.offset) : undefined;
+    const snap = missed === undefined ? await this.snapshot() : undefined;
+    if (c.sock.destroyed) return;
     const writer = !c.readOnly;
-    if (missed !== undefined) {
-      c.sock.write(encodeFrame({ t: 'attached', name: this.spec.name, offset: req.offset as number, writer, pid: this.pty.pid }));
-      for (let off = 0; off < missed.length; off += MAX_CHUNK) c.sock.write(encodeFrame({ t: 'stdout', data: missed.subarray(off, off + MAX_CHUNK) }));
+    // From here to joining the live clients nothing yields, so no output falls in between.
+    let rest: Buffer | undefined;
+    if (snap) {
+      c.sock.write(encodeFrame({ t: 'attached', name: this.spec.name, offset: snap.at, screen: snap.screen, writer, pid: this.pty.pid }));
+      rest = this.ring.since(snap.at); // output that came while the terminal caught up
     } else {
-      const screen = Buffer.from(this.serializer.serialize({ scrollback: SCREEN_SCROLLBACK }), 'utf8');
-      c.sock.write(encodeFrame({ t: 'attached', name: this.spec.name, offset: at, screen, writer, pid: this.pty.pid }));
+      c.sock.write(encodeFrame({ t: 'attached', name: this.spec.name, offset: req.offset as number, writer, pid: this.pty.pid }));
+      rest = this.ring.since(req.offset as number);
     }
+    if (rest) for (let off = 0; off < rest.length; off += MAX_CHUNK) c.sock.write(encodeFrame({ t: 'stdout', data: rest.subarray(off, off + MAX_CHUNK) }));
     this.lastAttached = Date.now();
     if (this.exit) {
       // The status is collected by this client: the session ends here.
@@ -261,7 +273,15 @@ class Keeper {
     if (writer) this.becomeWriter(c);
   }
 
+  private resumeFor(c: Client): void {
+    if (this.pausedFor !== c) return;
+    this.pausedFor = undefined;
+    this.pty.resume();
+  }
+
   private becomeWriter(c: Client): void {
+    // Only the writer holds the shell back: a writer replaced (perhaps on a dead link) lets go.
+    if (this.pausedFor && this.pausedFor !== c) this.resumeFor(this.pausedFor);
     this.writer = c;
     this.resize(c.cols, c.rows);
   }
