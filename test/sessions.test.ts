@@ -277,24 +277,28 @@ describe('sessions across daemon restarts', () => {
     const { host, agent } = await hostAndAgent();
     // The client may restart the agent itself (autostart), on loopback and without relays.
     const env = { ...agent.cliEnv, BURROW_NO_AUTOSTART: '0', BURROW_RELAY: 'disabled', BURROW_BIND: '127.0.0.1:0' };
-    const a = openTerm(env, ['ssh', host.ticket, '--session', 'count', 'for i in $(seq 1 300); do echo n$i; sleep 0.02; done; echo COUNT-DONE; sleep 60']);
-    await a.until(/n20\r*\n/);
-    agent.proc.kill('SIGKILL');
-    const killedAt = Date.now();
-    await a.until(/connection lost, reconnecting/);
-    const lostAt = a.raw().indexOf('connection lost');
-    await waitUntil('output after reconnecting', () => /n\d+/.test(a.raw().slice(lostAt)), 10_000);
-    expect(Date.now() - killedAt).toBeLessThan(10_000);
-    await a.until(/COUNT-DONE/, 30_000);
-    const seen = [...a.raw().matchAll(/n(\d+)(?!\d)/g)].map((m) => Number(m[1]));
-    expect(seen).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
-    expect(a.raw().match(/connection lost, reconnecting/g)).toHaveLength(1);
-    for (const r of await list({ ...agent, cliEnv: env }, host.ticket)) keepers.add(r.keeperPid);
-    expect((await runCli(env, ['session', 'kill', host.ticket, 'count'])).code).toBe(0);
-    expect(await a.exited).toBe(129);
-    await runCli(env, ['daemon', 'stop']);
-    await agent.stop();
-    await host.stop();
+    try {
+      const a = openTerm(env, ['ssh', host.ticket, '--session', 'count', 'for i in $(seq 1 300); do echo n$i; sleep 0.02; done; echo COUNT-DONE; sleep 60']);
+      await a.until(/n20\r*\n/);
+      agent.proc.kill('SIGKILL');
+      const killedAt = Date.now();
+      await a.until(/connection lost, reconnecting/);
+      const lostAt = a.raw().indexOf('connection lost');
+      await waitUntil('output after reconnecting', () => /n\d+/.test(a.raw().slice(lostAt)), 10_000);
+      expect(Date.now() - killedAt).toBeLessThan(10_000);
+      await a.until(/COUNT-DONE/, 30_000);
+      const seen = [...a.raw().matchAll(/n(\d+)(?!\d)/g)].map((m) => Number(m[1]));
+      expect(seen).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+      expect(a.raw().match(/connection lost, reconnecting/g)).toHaveLength(1);
+      for (const r of await list({ ...agent, cliEnv: env }, host.ticket)) keepers.add(r.keeperPid);
+      expect((await runCli(env, ['session', 'kill', host.ticket, 'count'])).code).toBe(0);
+      expect(await a.exited).toBe(129);
+    } finally {
+      // The agent the client started is not the helper's: stop it through its socket.
+      await runCli(env, ['daemon', 'stop']);
+      await agent.stop();
+      await host.stop();
+    }
   }, 90_000);
 
   it('the host daemon stopped and started again: same shell process, attach works, scrollback intact', async () => {

@@ -346,7 +346,7 @@ class Keeper {
     this.lingerTimer = setTimeout(() => (this.exit ? this.end('expired') : void this.kill()), this.spec.lingerSeconds * 1000);
   }
 
-  private end(_why: string): void {
+  end(_why: string): void {
     if (this.ended) return;
     this.ended = true;
     this.ending = true;
@@ -370,6 +370,7 @@ async function main(): Promise<void> {
   process.on('SIGHUP', () => undefined);
   const keeper = new Keeper(spec);
   await keeper.listen();
+  process.on('SIGTERM', () => keeper.end('SIGTERM'));
   // Tell the host we listen, then let go of the pipe: we outlive it.
   process.stdout.write('ready\n', () => process.stdout.destroy());
 }
