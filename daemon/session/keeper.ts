@@ -126,7 +126,10 @@ class Keeper {
     const oldMask = process.umask(0o177); // the socket is born 0600
     try {
       await new Promise<void>((resolve, reject) => {
-        this.server.once('error', reject);
+        this.server.once('error', (err: NodeJS.ErrnoException) =>
+          // Another keeper of this name bound it first (two creators racing): it wins.
+          reject(err.code === 'EADDRINUSE' ? new BurrowError(ErrorCodes.AlreadyRunning, `session ${this.spec.name} already exists`) : err),
+        );
         this.server.listen(path, () => resolve());
       });
     } finally {

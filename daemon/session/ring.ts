@@ -7,7 +7,8 @@ export class OutputRing {
   private total = 0;
 
   constructor(readonly capacity: number) {
-    this.buf = Buffer.alloc(capacity);
+    // Not zero-filled: only bytes written are ever read, and untouched pages cost no memory.
+    this.buf = Buffer.allocUnsafeSlow(capacity);
   }
 
   /** The offset one past the newest byte. */
