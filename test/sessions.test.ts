@@ -283,6 +283,8 @@ describe('sessions across daemon restarts', () => {
       agent.proc.kill('SIGKILL');
       const killedAt = Date.now();
       await a.until(/connection lost, reconnecting/);
+      // Keys typed while disconnected are dropped: were they sent late, the shell's PTY would echo them.
+      a.pty.write('TYPED-WHILE-DOWN');
       const lostAt = a.raw().indexOf('connection lost');
       await waitUntil('output after reconnecting', () => /n\d+/.test(a.raw().slice(lostAt)), 10_000);
       expect(Date.now() - killedAt).toBeLessThan(10_000);
@@ -290,6 +292,7 @@ describe('sessions across daemon restarts', () => {
       const seen = [...a.raw().matchAll(/n(\d+)(?!\d)/g)].map((m) => Number(m[1]));
       expect(seen).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
       expect(a.raw().match(/connection lost, reconnecting/g)).toHaveLength(1);
+      expect(a.raw()).not.toContain('TYPED-WHILE-DOWN');
       for (const r of await list({ ...agent, cliEnv: env }, host.ticket)) keepers.add(r.keeperPid);
       expect((await runCli(env, ['session', 'kill', host.ticket, 'count'])).code).toBe(0);
       expect(await a.exited).toBe(129);
@@ -300,6 +303,23 @@ describe('sessions across daemon restarts', () => {
       await host.stop();
     }
   }, 90_000);
+
+  it('gives up with 255 after --reconnect-timeout when the agent does not come back', async () => {
+    const { host, agent } = await hostAndAgent();
+    try {
+      const a = openTerm(agent.cliEnv, ['ssh', host.ticket, '--session', 'gone', '--reconnect-timeout', '2', SHELL]);
+      await a.until(PROMPT);
+      for (const r of await list(agent, host.ticket)) keepers.add(r.keeperPid);
+      agent.proc.kill('SIGKILL'); // and autostart is off: nothing brings it back
+      const t0 = Date.now();
+      expect(await a.exited).toBe(255);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+      expect(a.raw()).toMatch(/burrow: Disconnected: gave up reconnecting/);
+    } finally {
+      await agent.stop();
+      await host.stop();
+    }
+  }, 60_000);
 
   it('the host daemon stopped and started again: same shell process, attach works, scrollback intact', async () => {
     const port = await freeUdpPort();
