@@ -43,9 +43,11 @@ function watch(args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; ou
   };
 }
 
-function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m?.[1] ?? 0) / 1024;
+/** RSS, and what is the process's own (private dirty): RSS also counts the node binary's pages every node process shares. */
+function memMiB(pid: number): { rss: number; private: number } {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+  return { rss: kb('Rss') / 1024, private: (kb('Private_Dirty') + kb('Private_Clean')) / 1024 };
 }
 
 async function libAttach(socket: string, target: string, name: string): Promise<number> {
@@ -132,16 +134,16 @@ async function main(): Promise<void> {
     // Memory: an idle keeper (the `bench` session), then one whose ring has been filled.
     await sleep(1000);
     const keeperOf = async (name: string): Promise<number> => (await list()).find((s) => s.name === name)!.keeperPid;
-    const idle = rssMiB(await keeperOf('bench'));
+    const idle = memMiB(await keeperOf('bench'));
     const filler = watch(['ssh', t, '--session', 'full', 'head -c 3000000 /dev/urandom | base64; echo FILL-DONE; exec sleep 100000'], env);
     await filler.until(/FILL-DONE/, 60_000);
     filler.proc.kill('SIGKILL');
     for (const s of await list()) if (!keeperPids.includes(s.keeperPid)) keeperPids.push(s.keeperPid);
     await sleep(1000);
-    const full = rssMiB(await keeperOf('full'));
+    const full = memMiB(await keeperOf('full'));
     const floor = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)']);
     await sleep(500);
-    const nodeFloor = rssMiB(floor.pid!);
+    const nodeFloor = memMiB(floor.pid!);
     floor.kill();
 
     const s = summarize;
@@ -153,7 +155,8 @@ async function main(): Promise<void> {
       `  attach (library, to 'attached')     ${fmt(s(libA), 'ms')}   ratio to library exec ${(s(libA).median / s(libE).median).toFixed(2)}`,
       `  exec true (library, warm)           ${fmt(s(libE), 'ms')}`,
       `  reconnect after agent SIGKILL       ${fmt(s(reconnect), 'ms')}   (kill to output flowing again, agent restarted by the client)`,
-      `  keeper RSS idle ${idle.toFixed(1)} MiB; with a full 2 MiB ring ${full.toFixed(1)} MiB; bare node process ${nodeFloor.toFixed(1)} MiB`,
+      `  keeper memory idle: RSS ${idle.rss.toFixed(1)} MiB, own ${idle.private.toFixed(1)} MiB; with a full 2 MiB ring: RSS ${full.rss.toFixed(1)} MiB, own ${full.private.toFixed(1)} MiB`,
+      `  bare node process (setInterval): RSS ${nodeFloor.rss.toFixed(1)} MiB, own ${nodeFloor.private.toFixed(1)} MiB   (the rest of RSS is node's code, shared by every node process)`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
     process.stdout.write(JSON.stringify({ bench: 'session', attach: s(attach), execTrue: s(execTrue), status: s(status), libAttach: s(libA), libExec: s(libE), reconnect: s(reconnect), keeperRssMiB: { idle, full, nodeFloor } }) + '\n');
