@@ -187,7 +187,7 @@ describe('persistent sessions', () => {
     await waitUntil('the session to be gone', async () => !(await list(agent, host.ticket)).some((r) => r.name === 'vi1'));
   }, 60_000);
 
-  it('two clients, one read-only: its keys never reach the shell, both see the output', async () => {
+  it('two clients, one read-only: its keys never reach the shell, both see the output, the PTY takes the writer size', async () => {
     const w = openTerm(agent.cliEnv, ['ssh', host.ticket, '--session', 'pair', SHELL]);
     await w.until(PROMPT);
     const v = openTerm(agent.cliEnv, ['session', 'attach', host.ticket, 'pair', '--read-only']);
@@ -201,6 +201,12 @@ describe('persistent sessions', () => {
     expect(v.raw()).not.toContain('FROM-VIEWER');
     const [row] = (await list(agent, host.ticket)).filter((r) => r.name === 'pair');
     expect(row?.clients).toBe(2);
+    // The PTY takes the writer's size, not a viewer's.
+    v.pty.resize(60, 20);
+    w.pty.resize(100, 30);
+    await waitUntil('the PTY to take the writer size', async () => (await list(agent, host.ticket)).find((r) => r.name === 'pair')?.cols === 100);
+    w.pty.write('stty size\r');
+    await w.until(/30 100/);
     // ~d detaches the viewer; the shell lives on.
     v.pty.write('\r~d');
     expect(await v.exited).toBe(0);

@@ -42,6 +42,8 @@ export function checkSessionName(name: string): void {
 export class SessionKeepers {
   /** Attached channels, ended (not the sessions) when the daemon stops. */
   private readonly attached = new Set<ServerChannel>();
+  /** Set once the daemon stops: no new attachments to hold the stop up. */
+  private stopping = false;
 
   constructor(
     private readonly settings: SessionSettings,
@@ -143,6 +145,7 @@ export class SessionKeepers {
 
   /** Attach the channel to NAME's keeper, starting one first when asked to create it. */
   private async open(req: FrameOf<'session_open'>, remote: string, ch: ServerChannel): Promise<void> {
+    if (this.stopping) throw new BurrowError(ErrorCodes.ShuttingDown, 'the host is restarting; the session lives on');
     checkSessionName(req.name);
     const path = this.socketOf(req.name);
     let sock = await connectKeeper(path).catch((err: unknown) => (this.forgetStale(req.name, err), undefined));
@@ -240,6 +243,7 @@ export class SessionKeepers {
 
   /** Daemon stopping: end the attached channels (their clients reconnect later); sessions live on. */
   detachAll(): void {
+    this.stopping = true;
     for (const ch of this.attached) {
       try {
         ch.close();
