@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import type { ServerChannel } from 'ssh2';
 import { BurrowError, ErrorCodes, isErrorCode, toBurrowError } from '../../shared/errors.js';
 import { ensurePrivateDir } from '../../shared/fsutil.js';
@@ -15,11 +16,11 @@ import type { Frame, FrameOf } from '../../shared/ipc/frames.js';
 import type { Logger } from '../log.js';
 import { envAllowed, type SessionUser } from '../host/session.js';
 import type { KeeperSpec, SessionInfo } from './keeper.js';
-import { askKeeper, connectKeeper, readFrames } from './wire.js';
+import { KeeperUnreachable, askKeeper, connectKeeper, readFrames } from './wire.js';
 
 export const SESSION_SUBSYSTEM = 'burrow-session@burrow';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const KEEPER = new URL('./keeper.js', import.meta.url).pathname;
+const KEEPER = fileURLToPath(new URL('./keeper.js', import.meta.url));
 const KEEPER_START_MS = 10_000;
 // A keeper is small and mostly idle: a small young generation keeps its memory down.
 const KEEPER_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];
@@ -118,8 +119,7 @@ export class SessionKeepers {
   }
 
   private forgetStale(name: string, err: unknown): void {
-    const errno = (err as { errno?: string }).errno;
-    if (errno !== 'ECONNREFUSED') return;
+    if (!(err instanceof KeeperUnreachable) || err.errno !== 'ECONNREFUSED') return;
     try {
       unlinkSync(this.socketOf(name));
       this.log.info({ event: 'session_stale', name }, 'removed the socket of a keeper that is gone');
@@ -135,7 +135,7 @@ export class SessionKeepers {
       this.log.info({ event: 'session_killed', name, remote }, 'persistent session killed');
       return r;
     } catch (err) {
-      if ((err as { errno?: string }).errno) {
+      if (err instanceof KeeperUnreachable) {
         this.forgetStale(name, err);
         throw new BurrowError(ErrorCodes.NotFound, `no session named ${name}`);
       }

@@ -68,18 +68,6 @@ interface Client {
 const { Terminal } = xtermHeadless;
 const { SerializeAddon } = serializeAddon;
 
-function killGroup(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // gone
-    }
-  }
-}
-
 class Keeper {
   private readonly ring: OutputRing;
   private readonly term: InstanceType<typeof Terminal>;
@@ -328,12 +316,24 @@ class Keeper {
     this.end('shell ended');
   }
 
+  /**
+   * Signal the shell. Its jobs follow: a shell hung up passes SIGHUP on to them, and when the
+   * session leader dies the kernel hangs up the terminal's foreground group.
+   */
+  private signal(sig: 'SIGHUP' | 'SIGKILL'): void {
+    try {
+      this.pty.kill(sig);
+    } catch {
+      // already gone
+    }
+  }
+
   /** Hang the shell up (SIGHUP to its process group, SIGKILL after a grace), and wait for it. */
   private async kill(): Promise<{ code?: number; signal?: string }> {
     this.ending = true;
     if (!this.exit) {
-      killGroup(this.pty.pid, 'SIGHUP');
-      const timer = setTimeout(() => killGroup(this.pty.pid, 'SIGKILL'), KILL_GRACE_MS);
+      this.signal('SIGHUP');
+      const timer = setTimeout(() => this.signal('SIGKILL'), KILL_GRACE_MS);
       await new Promise<void>((r) => this.exitWaiters.push(r));
       clearTimeout(timer);
     }
@@ -353,7 +353,7 @@ class Keeper {
     if (this.ended) return;
     this.ended = true;
     this.ending = true;
-    if (!this.exit) killGroup(this.pty.pid, 'SIGHUP');
+    if (!this.exit) this.signal('SIGHUP');
     this.server.close();
     try {
       if (statSync(this.spec.socket).ino === this.socketIno) unlinkSync(this.spec.socket);

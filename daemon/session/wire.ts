@@ -21,7 +21,17 @@ export function readFrames(sock: Socket | NodeJS.ReadableStream, fn: (f: Frame) 
   });
 }
 
-/** Connect to a keeper's socket; rejects with the errno code (ENOENT, ECONNREFUSED) in the message. */
+/** No keeper answers at a socket path: errno says whether there is none (ENOENT) or a stale socket (ECONNREFUSED). */
+export class KeeperUnreachable extends BurrowError {
+  constructor(
+    path: string,
+    readonly errno: string,
+  ) {
+    super(ErrorCodes.Internal, `session keeper at ${path}: ${errno}`);
+  }
+}
+
+/** Connect to a keeper's socket; rejects with KeeperUnreachable when nothing listens there. */
 export function connectKeeper(path: string, timeoutMs = 3000): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = connect(path);
@@ -36,7 +46,7 @@ export function connectKeeper(path: string, timeoutMs = 3000): Promise<Socket> {
     });
     sock.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(Object.assign(new BurrowError(ErrorCodes.Internal, `session keeper at ${path}: ${err.code ?? err.message}`), { errno: err.code }));
+      reject(err.code ? new KeeperUnreachable(path, err.code) : new BurrowError(ErrorCodes.Internal, `session keeper at ${path}: ${err.message}`));
     });
   });
 }

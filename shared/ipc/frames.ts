@@ -54,7 +54,7 @@ const SPECS = {
   progress: { path: 'string', bytes: 'uint', size: 'uint', files: 'uint', totalBytes: 'uint' },
   // A persistent session attached: stdout that follows starts at output offset `offset`; screen,
   // when present, is the terminal redrawn (the missed bytes were no longer held).
-  attached: { name: 'string', offset: 'uint', screen: 'bytes?', created: 'bool?', writer: 'bool', pid: 'uint' },
+  attached: { name: 'string', offset: 'uint', screen: 'bytes?', writer: 'bool', pid: 'uint' },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 
 type Specs = typeof SPECS;
