@@ -265,6 +265,20 @@ describe('persistent sessions', () => {
     await waitUntil('its shell and keeper to end', () => !alive(row!.pid) && !alive(row!.keeperPid));
   }, 60_000);
 
+  it('redraws a screen whose history would not fit in one frame (the screen itself, then live output)', async () => {
+    // 250 columns, every cell its own colour: 1000 lines of history serialize to about 1.5 MiB.
+    // (The marker is printed in two pieces so the echoed command line does not match it.)
+    const paint = `awk 'BEGIN{for(i=0;i<1100;i++){s="";for(j=0;j<250;j++)s=s sprintf("\\033[3%dmx",j%8);print s}; print "\\033[0mPAINT" "ED"}'`;
+    const a = openTerm(agent.cliEnv, ['ssh', host.ticket, '--session', 'wide', SHELL], 250, 30);
+    await a.until(PROMPT);
+    a.pty.write(`${paint}\r`);
+    await a.until(/PAINTED/, 30_000);
+    const b = openTerm(agent.cliEnv, ['session', 'attach', host.ticket, 'wide', '--read-only'], 250, 30);
+    await b.until(/PAINTED/);
+    a.pty.write('echo LIVE-$((5*5))\r');
+    await b.until(/LIVE-25/);
+  }, 60_000);
+
   it('an unauthorized peer can neither list nor attach', async () => {
     const stranger = await startDaemon();
     const l = await runCli(stranger.cliEnv, ['session', 'list', host.ticket]);

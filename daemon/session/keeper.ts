@@ -12,7 +12,7 @@ import xtermHeadless from '@xterm/headless';
 import serializeAddon from '@xterm/addon-serialize';
 import { BurrowError, ErrorCodes, toBurrowError } from '../../shared/errors.js';
 import { encodeFrame } from '../../shared/ipc/codec.js';
-import { MAX_CHUNK, type Frame, type FrameOf } from '../../shared/ipc/frames.js';
+import { MAX_CHUNK, MAX_FRAME, type Frame, type FrameOf } from '../../shared/ipc/frames.js';
 import { OutputRing } from './ring.js';
 import { connectKeeper, readFrames } from './wire.js';
 
@@ -172,8 +172,11 @@ class Keeper {
       this.term.write('', () => {
         const b = this.term.buffer.active;
         // The serializer's own cursor placement can be off by a column; say it absolutely.
-        const screen = this.serializer.serialize({ scrollback: SCREEN_SCROLLBACK }) + `\x1b[${b.cursorY + 1};${b.cursorX + 1}H`;
-        r({ at, screen: Buffer.from(screen, 'utf8') });
+        const cursor = `\x1b[${b.cursorY + 1};${b.cursorX + 1}H`;
+        let screen = Buffer.from(this.serializer.serialize({ scrollback: SCREEN_SCROLLBACK }) + cursor, 'utf8');
+        // History that would not fit in one frame is left out: the screen itself always fits.
+        if (screen.length > MAX_FRAME - 1024) screen = Buffer.from(this.serializer.serialize({ scrollback: 0 }) + cursor, 'utf8');
+        r({ at, screen });
       }),
     );
   }
@@ -211,7 +214,7 @@ class Keeper {
             return;
           case 'session_open':
             client = { sock, readOnly: f.readOnly === true, cols: f.cols ?? this.pty.cols, rows: f.rows ?? this.pty.rows, live: false };
-            void this.attach(client, f);
+            this.attach(client, f).catch(() => sock.destroy());
             return;
           default:
             sock.end(encodeFrame({ t: 'error', code: ErrorCodes.UnexpectedFrame, message: `${f.t} is not a session keeper request` }));
@@ -371,6 +374,10 @@ async function main(): Promise<void> {
   // The host daemon may go away at any time: nothing here may die of its pipes closing.
   process.on('SIGPIPE', () => undefined);
   process.on('SIGHUP', () => undefined);
+  // The keeper's death would take the user's shell with it: a failure serving one client is that
+  // client's (its socket is closed by then), never the session's.
+  process.on('uncaughtException', () => undefined);
+  process.on('unhandledRejection', () => undefined);
   const keeper = new Keeper(spec);
   await keeper.listen();
   process.on('SIGTERM', () => keeper.end('SIGTERM'));
