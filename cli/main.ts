@@ -13,6 +13,10 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
   ssh TARGET [-t|-T] [-N] [-v] [-p PORT] [-l USER] [-o OPTION=VALUE] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
                                   a shell or command on TARGET (PTY when stdin is a terminal);
                                   forwards live as long as this session; ~? lists the escapes
+  ssh TARGET --session NAME [--reconnect-timeout S] [--session-linger S] [CMD...]
+                                  a persistent shell: attach to NAME, creating it when absent;
+                                  ~. or ~d detaches, the shell lives on; reconnects by itself
+  session list TARGET [--json] | session attach TARGET NAME [--read-only] | session kill TARGET NAME
   forward add TARGET -L|-R|-D SPEC   a forward held by the daemon until cancelled
   forward list [--json] | forward cancel ID|SPEC
   exec TARGET -- CMD...           run CMD; stdout, stderr and exit status kept apart
@@ -70,6 +74,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   invite: async () => (await import('./commands/invite.js')).inviteCommand,
   join: async () => (await import('./commands/join.js')).joinCommand,
   group: async () => (await import('./commands/group.js')).groupCommand,
+  session: async () => (await import('./commands/sessions.js')).sessionsCommand,
 };
 
 /** A command's lines of the help text: `burrow CMD --help` prints them. */

@@ -33,6 +33,8 @@ export interface DaemonOptions {
   pkarrRelay: string | null;
   /** Answer and ask mDNS for pairing codes on the local network. */
   mdns: boolean;
+  /** Persistent sessions: how many at once, seconds an unattached one lives (0: for ever), ring bytes. */
+  sessions: { cap: number; lingerSeconds: number; ringBytes: number };
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
@@ -45,6 +47,7 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--pkarr-relay URL|disabled] [--mdns on|off]
 --bind may be given more than once (or comma-separated), one IPv4 and one IPv6 address
 (e.g. --bind 0.0.0.0:7000 --bind [::]:7000): only what is named is bound and advertised.
+               [--session-cap N] [--session-linger SECONDS] [--session-ring BYTES]
 Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
 logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
 
@@ -129,6 +132,9 @@ const SETTINGS = {
   perPeerStartups: { flag: 'per-peer-startups', type: 'number', default: '10' },
   pkarrRelay: { flag: 'pkarr-relay', type: 'string', default: DEFAULT_PKARR_RELAY },
   mdns: { flag: 'mdns', type: 'string', default: 'on' },
+  sessionCap: { flag: 'session-cap', type: 'number', default: '32' },
+  sessionLinger: { flag: 'session-linger', type: 'number', default: '0' },
+  sessionRing: { flag: 'session-ring', type: 'number', default: String(2 * 1024 * 1024) },
 } as const;
 type SettingName = keyof typeof SETTINGS;
 type Raw = { [K in SettingName]: (typeof SETTINGS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
@@ -232,6 +238,11 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
     },
     pkarrRelay: parsePkarrRelay(raw.pkarrRelay ?? DEFAULT_PKARR_RELAY),
     mdns: parseOnOff('mdns', raw.mdns ?? 'on'),
+    sessions: {
+      cap: wholeNumber('session-cap', raw.sessionCap, 1),
+      lingerSeconds: wholeNumber('session-linger', raw.sessionLinger, 0),
+      ringBytes: wholeNumber('session-ring', raw.sessionRing, 4096),
+    },
     logLevel: level,
     foreground,
   };

@@ -15,6 +15,7 @@ import { runProxy } from './agent/proxy.js';
 import { runCopy } from './agent/cp.js';
 import { ForwardManager } from './agent/forward.js';
 import { resolveTarget } from './agent/resolve.js';
+import { askSessions, attachSession } from './session/agent.js';
 import { parseForward } from '../shared/forward.js';
 import { parseDaemonArgs, type DaemonOptions } from './config.js';
 import { HostAuth } from './host/auth.js';
@@ -65,7 +66,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
   let host: Host | undefined;
   let invitations: Invitations | undefined;
   if (opts.host) {
-    host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, home, log), log, limits: opts.hostLimits });
+    host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, home, log), log, limits: opts.hostLimits, sessions: { dir: join(opts.state, 'sessions'), ...opts.sessions } });
     await host.validate();
     invitations = new Invitations({ transport, rendezvous, state: opts.state, log });
     transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c), pairing: invitations.accept });
@@ -109,6 +110,7 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     await notify('STOPPING=1', log);
     void ipc.stopAccepting();
     host?.stopAccepting();
+    host?.detachSessions();
     const grace = new Promise<void>((r) => setTimeout(r, opts.graceSeconds * 1000).unref());
     await Promise.race([Promise.all([ipc.idle(), host?.idle()]), grace]);
     await ipc.close(`daemon stopped (${why})`);
@@ -198,6 +200,11 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
         return s.end({ t: 'result', value: { cancelled: (await invitations?.cancel(req.which)) ?? 0 } });
       case 'join':
         return s.end({ t: 'result', value: { ...(await joinByCode({ transport, rendezvous, keyLine: identity.publicKeyLine, code: req.code, log })) } });
+      case 'session_open':
+        return attachSession(agent, req, s);
+      case 'sessions':
+      case 'session_kill':
+        return s.end({ t: 'result', value: await askSessions(agent, req) });
     }
   };
 

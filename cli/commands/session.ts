@@ -11,6 +11,7 @@ import { readAliases } from '../../shared/aliases.js';
 import { aliasCandidate, parseTarget } from '../../shared/target.js';
 import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
+import { seconds, sshSession } from './sessions.js';
 
 export interface SessionSpec {
   target: string;
@@ -47,6 +48,9 @@ interface SshArgs {
   verbose: boolean;
   help: boolean;
   forwards: { type: ForwardType; spec: string }[];
+  /** --session NAME: a persistent shell (cli/commands/sessions.ts). */
+  session?: string;
+  sessionFlags: { reconnectTimeoutMs?: number; lingerSeconds?: number };
 }
 
 function positiveInt(what: string, v: string): number {
@@ -102,7 +106,7 @@ function applyOption(a: SshArgs, text: string): void {
 const VALUE_FLAGS = new Set(['-L', '-R', '-D', '-p', '-l', '-o']);
 
 export function parseSshArgs(args: string[]): SshArgs {
-  const a: SshArgs = { rest: [], noCommand: false, sendEnv: [], verbose: false, help: false, forwards: [] };
+  const a: SshArgs = { rest: [], noCommand: false, sendEnv: [], verbose: false, help: false, forwards: [], sessionFlags: {} };
   for (let i = 0; i < args.length; i++) {
     const w = args[i] as string;
     if (a.target !== undefined && a.rest.length > 0) {
@@ -116,6 +120,13 @@ export function parseSshArgs(args: string[]): SshArgs {
     if (w === '-h' || w === '--help') {
       a.help = true;
       return a;
+    }
+    if (w === '--session' || w === '--reconnect-timeout' || w === '--session-linger') {
+      const value = args[++i] ?? usage(`burrow ssh: ${w} needs a value`);
+      if (w === '--session') a.session = value;
+      else if (w === '--reconnect-timeout') a.sessionFlags.reconnectTimeoutMs = seconds(w, value) * 1000;
+      else a.sessionFlags.lingerSeconds = seconds(w, value);
+      continue;
     }
     const flag = w.slice(0, 2);
     if (w.startsWith('-') && VALUE_FLAGS.has(flag)) {
@@ -172,6 +183,10 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
     if (a.verbose) process.stderr.write(`debug1: ${msg}\r\n`);
   };
   debug(`burrow ssh to ${target} through the daemon at ${ctx.socket}`);
+  if (a.session !== undefined) {
+    if (a.forwards.length > 0 || a.noCommand) usage('burrow ssh --session: forwards belong to plain sessions, not persistent ones');
+    return sshSession(ctx, target, a.session, a.rest.length > 0 ? a.rest.join(' ') : undefined, a.sessionFlags);
+  }
   // Each forward is held by its own daemon connection: they all go when this process does.
   const held: { conn: IpcConnection; text: string }[] = [];
   for (const f of a.forwards) {
@@ -222,7 +237,7 @@ export async function execCommand(ctx: CliContext, args: string[]): Promise<numb
 }
 
 /** What an escape asks for; `send` is always the bytes that go on to the remote. */
-type EscapeAction = 'disconnect' | 'help' | 'channels' | 'background' | 'command' | 'suspend';
+export type EscapeAction = 'disconnect' | 'help' | 'channels' | 'background' | 'command' | 'suspend';
 
 const ESCAPE_KEYS: Record<number, EscapeAction> = { 0x2e: 'disconnect', 0x3f: 'help', 0x23: 'channels', 0x26: 'background', 0x43: 'command', 0x1a: 'suspend' };
 
@@ -238,9 +253,12 @@ export const ESCAPE_HELP = [
 ].join('\r\n');
 
 /** OpenSSH's escapes after a newline: `~.`, `~?`, `~#`, `~&`, `~C`, and `~~` for a literal `~`. */
-class EscapeFilter {
+export class EscapeFilter {
   private atLineStart = true;
   private pendingTilde = false;
+
+  /** detachKey: `~d` detaches too (persistent sessions), as `~.` does. */
+  constructor(private readonly detachKey = false) {}
 
   /** The bytes to send, and the escapes typed in this chunk, in order. */
   filter(chunk: Buffer): { out: Buffer; actions: EscapeAction[] } {
@@ -249,7 +267,7 @@ class EscapeFilter {
     for (const b of chunk) {
       if (this.pendingTilde) {
         this.pendingTilde = false;
-        const action = ESCAPE_KEYS[b];
+        const action = this.detachKey && b === 0x64 /* d */ ? 'disconnect' : ESCAPE_KEYS[b];
         if (action) {
           actions.push(action);
           if (action === 'disconnect' || action === 'background') return { out: Buffer.from(out), actions };

@@ -15,6 +15,7 @@ import { dialTcp } from '../transport/tcp.js';
 import type { HostAuth } from './auth.js';
 import { serveForwarding, type ForwardPolicy } from './forwarding.js';
 import { killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
+import { SESSION_SUBSYSTEM, SessionKeepers, type SessionSettings } from '../session/host.js';
 
 export type HostBackend =
   | { kind: 'builtin'; maxSessions: number; acceptEnv: readonly string[]; forwarding: ForwardPolicy }
@@ -49,6 +50,8 @@ export interface HostOptions {
   limits?: HostLimits;
   /** Seconds between SIGHUP and SIGKILL for the processes of a dropped connection. */
   hangupGraceMs?: number;
+  /** Persistent sessions (built-in backend only). */
+  sessions?: SessionSettings;
 }
 
 const MAX_AUTH_TRIES = 6;
@@ -81,8 +84,12 @@ export class Host {
   private unauthenticatedTotal = 0;
   private limits: HostLimits;
 
+  /** Persistent sessions' keepers, when the built-in backend serves them. */
+  private readonly keepers: SessionKeepers | undefined;
+
   constructor(private readonly opts: HostOptions) {
     this.limits = opts.limits ?? DEFAULT_HOST_LIMITS;
+    if (opts.sessions && opts.backend.kind === 'builtin') this.keepers = new SessionKeepers(opts.sessions, this.user, opts.backend.acceptEnv, opts.log);
   }
 
   /** Apply reloaded limits to new connections. */
@@ -117,6 +124,11 @@ export class Host {
       if (n <= 0) this.unauthenticated.delete(remoteId);
       else this.unauthenticated.set(remoteId, n);
     };
+  }
+
+  /** Stopping: attached clients of persistent sessions are let go (they reattach later); the shells live on. */
+  detachSessions(): void {
+    this.keepers?.detachAll();
   }
 
   /** Apply a reloaded configuration to new sessions (SIGHUP); live ones keep theirs. */
@@ -253,7 +265,9 @@ export class Host {
           };
           openSessions.add(end);
           const session = accept();
-          serveSession(session, { user: this.user, remote, local: this.opts.identity.endpointId, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))) }, () => {
+          const keepers = this.keepers;
+          const subsystems = keepers ? { [SESSION_SUBSYSTEM]: (ch: import('ssh2').ServerChannel) => keepers.serve(ch, remote) } : undefined;
+          serveSession(session, { user: this.user, remote, local: this.opts.identity.endpointId, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))), ...(subsystems ? { subsystems } : {}) }, () => {
             openSessions.delete(end);
             end();
           });

@@ -31,6 +31,8 @@ export interface SessionContext {
   log: Logger;
   /** Register a running process so a dropped connection can hang it up. */
   track: (p: RunningProcess) => void;
+  /** Further subsystems served on this connection (e.g. persistent sessions), by name. */
+  subsystems?: Readonly<Record<string, (channel: ServerChannel) => void>>;
 }
 
 /** What a connection needs to hang up a process when it drops. */
@@ -307,6 +309,8 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       );
       return;
     }
+    const extra = ctx.subsystems?.[info.name];
+    if (extra) return extra(accept());
     if (info.name === INFO_SUBSYSTEM) {
       const ch = accept();
       hostInfo().then(

@@ -10,8 +10,8 @@ import { checkSocketFile, prepareSocketDir } from '../../shared/paths.js';
 import type { Logger } from '../log.js';
 
 /** The requests a client may make, one per connection. */
-export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'> | FrameOf<'ls'> | FrameOf<'invite'> | FrameOf<'invitations'> | FrameOf<'invite_cancel'> | FrameOf<'join'>;
-const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop', 'ls', 'invite', 'invitations', 'invite_cancel', 'join']);
+export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'> | FrameOf<'ls'> | FrameOf<'invite'> | FrameOf<'invitations'> | FrameOf<'invite_cancel'> | FrameOf<'join'> | FrameOf<'session_open'> | FrameOf<'sessions'> | FrameOf<'session_kill'>;
+const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop', 'ls', 'invite', 'invitations', 'invite_cancel', 'join', 'session_open', 'sessions', 'session_kill']);
 
 /**
  * What one client may hold (SECURITY.md). A client of the same user could always ask the daemon

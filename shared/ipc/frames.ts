@@ -46,6 +46,11 @@ const SPECS = {
   invitations: {},
   invite_cancel: { which: 'string?' },
   join: { code: 'string' },
+  // Persistent sessions (docs/ARCHITECTURE.md): attach to NAME, creating it when asked; offset
+  // is the last output byte the client saw, so a reattach gets exactly what it missed.
+  session_open: { target: 'string', name: 'string', command: 'string?', create: 'bool?', readOnly: 'bool?', offset: 'uint?', term: 'string?', cols: 'uint?', rows: 'uint?', env: 'map?', linger: 'uint?' },
+  sessions: { target: 'string' },
+  session_kill: { target: 'string', name: 'string' },
 
   // Streams, both ways.
   stdin: { data: 'bytes' },
@@ -62,6 +67,9 @@ const SPECS = {
   progress: { path: 'string', bytes: 'uint', size: 'uint', files: 'uint', totalBytes: 'uint' },
   // An invitation is open: its code (the password words: shown to the user, never logged).
   invitation: { code: 'string', nameplate: 'string', expiresAt: 'uint', name: 'string', where: 'string?' },
+  // A persistent session attached: stdout that follows starts at output offset `offset`; screen,
+  // when present, is the terminal redrawn (the missed bytes were no longer held).
+  attached: { name: 'string', offset: 'uint', screen: 'bytes?', writer: 'bool', pid: 'uint' },
 } as const satisfies Record<string, Record<string, FieldSpec>>;
 
 type Specs = typeof SPECS;
