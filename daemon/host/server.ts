@@ -37,8 +37,8 @@ export const DEFAULT_HOST_LIMITS: HostLimits = {
   loginGraceMs: 30_000,
   maxStartups: { start: 10, rate: 30, full: 100 },
   perPeerStartups: 10,
-  keepaliveIntervalMs: 3000,
-  keepaliveCountMax: 1,
+  keepaliveIntervalMs: 5000,
+  keepaliveCountMax: 2,
 };
 
 export interface HostOptions {
