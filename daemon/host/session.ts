@@ -40,6 +40,8 @@ export interface RunningProcess {
 
 /** The subsystem that reads its command from the channel: for commands over one SSH packet (see daemon/agent/pool.ts). */
 export const LONG_EXEC_SUBSYSTEM = 'exec@burrow';
+/** The host's SSH software version. burrow_0.1 hosts lack exec@burrow; from burrow_0.2 on they serve it. */
+export const HOST_SOFTWARE = 'burrow_0.2';
 /** Longest command taken that way (as the agent's MAX_COMMAND, with room). */
 const LONG_EXEC_MAX = 1024 * 1024;
 // Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN): a longer command goes to a
