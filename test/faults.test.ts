@@ -10,7 +10,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as nodePty from '@lydell/node-pty';
-import type { ClientChannel } from 'ssh2';
+import ssh2, { type ClientChannel } from 'ssh2';
+import { longExecSupport, openChannel } from '../daemon/agent/pool.js';
+import { HOST_SOFTWARE } from '../daemon/host/session.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { identityFromSeed } from '../daemon/identity.js';
 import { LONG_EXEC_SUBSYSTEM, shellCommand } from '../daemon/host/session.js';
@@ -265,6 +267,59 @@ describe('the long command as the host reads and runs it', () => {
       await agent.stop();
     }
   }, 90_000);
+
+  it('the pinned ssh2: the hook on its protocol turns a long exec into exec@burrow, and leaves an ordinary exec alone', async () => {
+    // A real ssh2 server in this process records the requests as they arrive.
+    const seen: string[] = [];
+    let firstBytes: Promise<Buffer> | undefined;
+    const server = new ssh2.Server({ hostKeys: [identityFromSeed(randomBytes(32)).privateKeyOpenSSH] }, (conn) => {
+      conn.on('authentication', (ctx) => ctx.accept());
+      conn.on('ready', () =>
+        conn.on('session', (accept) => {
+          const session = accept();
+          session.on('subsystem', (acc, _rej, info) => {
+            seen.push(`subsystem ${info.name}`);
+            const ch = acc();
+            firstBytes = new Promise((r) => ch.once('data', (d: Buffer) => r(d)));
+          });
+          session.on('exec', (acc, _rej, info) => {
+            seen.push(`exec ${info.command}`);
+            const ch = acc();
+            ch.exit(0);
+            ch.end();
+          });
+        }),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const client = new ssh2.Client();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('ready', () => resolve()).once('error', reject);
+        client.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'test' });
+      });
+      const command = 'w'.repeat(40_000);
+      await openChannel(client, { command }, 'stdin');
+      await within(5000, 'subsystem request', () => seen.length > 0);
+      const head = await firstBytes!;
+      expect(head.readUInt32BE(0)).toBe(command.length);
+      const plain = await openChannel(client, { command: 'echo plain' });
+      plain.channel.resume(); // read to its end, or the channel never closes
+      await plain.closed;
+      expect(seen).toEqual([`subsystem ${LONG_EXEC_SUBSYSTEM}`, 'exec echo plain']);
+    } finally {
+      client.end();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('the host names its software burrow_0.2: an older burrow host (0.1, no exec@burrow) is told apart for a clear error', () => {
+    expect(HOST_SOFTWARE).toBe('burrow_0.2');
+    expect(longExecSupport(HOST_SOFTWARE)).toBe('yes');
+    expect(longExecSupport('burrow_0.1')).toBe('old-burrow');
+    expect(longExecSupport('burrow_1.0')).toBe('yes');
+    expect(longExecSupport('OpenSSH_9.6p1')).toBe('no');
+  });
 
   it('over 64 KiB: a POSIX shell joins the pieces ($0 still the user shell, helper variable gone); another shell gets it whole', () => {
     const dir = mkdtempSync(join(tmpdir(), 'burrow-test-'));

@@ -418,7 +418,7 @@ const SAFE_EXEC_BYTES = 34_000;
 const OPENSSH_EXEC_BYTES = 256 * 1024 - 1024;
 
 /** What a server's SSH software version says about long commands: burrow's exec@burrow from 0.2 on. */
-function longExecSupport(software: string): 'yes' | 'old-burrow' | 'no' {
+export function longExecSupport(software: string): 'yes' | 'old-burrow' | 'no' {
   const m = /^burrow_(\d+)\.(\d+)/.exec(software);
   if (!m) return 'no';
   return Number(m[1]) > 0 || Number(m[2]) >= 2 ? 'yes' : 'old-burrow';
