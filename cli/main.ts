@@ -3,6 +3,7 @@
 
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { defaultContext, fail, type CliContext } from './context.js';
+import { keepInheritedIgnores } from './signals.js';
 
 const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
 
@@ -104,6 +105,7 @@ function wantsHelp(name: string, args: string[]): boolean {
 }
 
 async function main(argv: string[]): Promise<number> {
+  keepInheritedIgnores();
   const ctx = defaultContext();
   let i = 0;
   for (; i < argv.length; i++) {

@@ -125,8 +125,8 @@ const SETTINGS = {
   permitOpen: { flag: 'permit-open', type: 'list', default: undefined },
   gatewayPorts: { flag: 'gateway-ports', type: 'boolean', default: false },
   grace: { flag: 'grace', type: 'number', default: '10' },
-  keepaliveInterval: { flag: 'keepalive-interval', type: 'number', default: '3' },
-  keepaliveCount: { flag: 'keepalive-count', type: 'number', default: '1' },
+  keepaliveInterval: { flag: 'keepalive-interval', type: 'number', default: '5' },
+  keepaliveCount: { flag: 'keepalive-count', type: 'number', default: '2' },
   loginGraceTime: { flag: 'login-grace-time', type: 'number', default: '30' },
   maxStartups: { flag: 'max-startups', type: 'string', default: '10:30:100' },
   perPeerStartups: { flag: 'per-peer-startups', type: 'number', default: '10' },
@@ -213,6 +213,16 @@ function wholeNumber(flag: string, text: string | undefined, min: number): numbe
   return n;
 }
 
+// Node fires a timer over 2^31 - 1 ms after 1 ms: durations that become timers stop at a day.
+const MAX_TIMER_SECONDS = 86_400;
+
+/** Whole seconds for a timer, 0 to a day. */
+function timerSeconds(flag: string, text: string | undefined): number {
+  const n = wholeNumber(flag, text, 0);
+  if (n > MAX_TIMER_SECONDS) throw bad(`--${flag}: ${n} is over the limit of ${MAX_TIMER_SECONDS} seconds (a day)`);
+  return n;
+}
+
 function settingsFrom(raw: Raw, state: string, socket: string, foreground: boolean): DaemonOptions {
   const level = raw.logLevel ?? 'info';
   if (!isLogLevel(level)) throw bad(`--log-level: ${JSON.stringify(level)} is not one of trace, debug, info, warn, error, fatal, silent`);
@@ -226,14 +236,14 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
     host: raw.host,
     relay: parseRelay(raw.relay ?? 'default'),
     ...(raw.bind !== undefined ? { bind: parseBind(raw.bind) } : {}),
-    persist: wholeNumber('persist', raw.persist, 0),
-    graceSeconds: wholeNumber('grace', raw.grace, 0),
-    keepalive: { intervalMs: wholeNumber('keepalive-interval', raw.keepaliveInterval, 0) * 1000, countMax: wholeNumber('keepalive-count', raw.keepaliveCount, 1) },
+    persist: timerSeconds('persist', raw.persist),
+    graceSeconds: timerSeconds('grace', raw.grace),
+    keepalive: { intervalMs: timerSeconds('keepalive-interval', raw.keepaliveInterval) * 1000, countMax: wholeNumber('keepalive-count', raw.keepaliveCount, 1) },
     hostLimits: {
-      loginGraceMs: wholeNumber('login-grace-time', raw.loginGraceTime, 0) * 1000,
+      loginGraceMs: timerSeconds('login-grace-time', raw.loginGraceTime) * 1000,
       maxStartups: parseMaxStartups(raw.maxStartups ?? '10:30:100'),
       perPeerStartups: wholeNumber('per-peer-startups', raw.perPeerStartups, 1),
-      keepaliveIntervalMs: wholeNumber('keepalive-interval', raw.keepaliveInterval, 0) * 1000,
+      keepaliveIntervalMs: timerSeconds('keepalive-interval', raw.keepaliveInterval) * 1000,
       keepaliveCountMax: wholeNumber('keepalive-count', raw.keepaliveCount, 1),
     },
     pkarrRelay: parsePkarrRelay(raw.pkarrRelay ?? DEFAULT_PKARR_RELAY),

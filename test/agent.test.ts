@@ -191,7 +191,8 @@ describe('agent lifecycle', () => {
 
   it('fails fast with Disconnected when the host dies mid-command, and reconnects after it restarts', async () => {
     const port = await freeUdpPort();
-    const first = await hostAndAgent(['--bind', `127.0.0.1:${port}`]);
+    // Detection is the keepalive's: shorter than the default (5 s x 2) for the 10 s bound below.
+    const first = await hostAndAgent(['--bind', `127.0.0.1:${port}`], ['--keepalive-interval', '2', '--keepalive-count', '1']);
     const { agent } = first;
     let host = first.host;
     const ticket = host.ticket;

@@ -2,12 +2,16 @@
 // when an IPv4 address was given, only the named addresses in the ticket, one address per
 // family, and a fixed port gives the same ticket across restarts.
 
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseBind, parseDaemonArgs, parseMaxStartups } from '../daemon/config.js';
 import { parseTicket } from '../daemon/transport/iroh.js';
-import { startDaemon, stopAllDaemons } from './helpers/daemon.js';
+import { BURROWD, startDaemon, stopAllDaemons } from './helpers/daemon.js';
 
 afterAll(stopAllDaemons);
 
@@ -83,6 +87,21 @@ describe('--bind parsing', () => {
     expect(() => parseMaxStartups('10:30')).toThrow(/START:RATE:FULL/);
     expect(() => parseMaxStartups('50:30:10')).toThrow(/START <= FULL/);
   });
+
+  it('durations that become timers stop at a day: past 2^31 ms Node would fire them at once', () => {
+    const parse = (...a: string[]) => parseDaemonArgs(['--state', '/nonexistent-burrow-test', ...a], {});
+    expect(parse('--login-grace-time', '86400').hostLimits.loginGraceMs).toBe(86_400_000);
+    expect(() => parse('--login-grace-time', '2147484')).toThrow(/--login-grace-time: 2147484 is over the limit of 86400 seconds/);
+    expect(() => parse('--keepalive-interval', '3000000')).toThrow(/--keepalive-interval: .*over the limit/);
+    expect(() => parse('--persist', '90000')).toThrow(/--persist: .*over the limit/);
+    expect(() => parse('--grace', '90000')).toThrow(/--grace: .*over the limit/);
+  });
+
+  it('defaults: keepalive every 5 s of silence, 2 unanswered pings (a dead peer noticed within 15 s)', () => {
+    const o = parseDaemonArgs(['--state', '/nonexistent-burrow-test'], {});
+    expect(o.keepalive).toEqual({ intervalMs: 5000, countMax: 2 });
+    expect([o.hostLimits.keepaliveIntervalMs, o.hostLimits.keepaliveCountMax]).toEqual([5000, 2]);
+  });
 });
 
 describe('--bind binds exactly what it names', () => {
@@ -115,5 +134,38 @@ describe('--bind binds exactly what it names', () => {
     d = await startDaemon({ args, dir: d.dir });
     expect(d.ticket).toBe(ticket);
     await d.stop();
+  }, 60_000);
+});
+
+// unshare -n needs root (or user namespaces); where it is refused the test cannot build a machine without IPv6.
+const canUnshare = spawnSync('unshare', ['-n', 'true'], { timeout: 5000 }).status === 0;
+
+describe('--bind on a machine without IPv6', () => {
+  it.skipIf(!canUnshare)('--bind 127.0.0.1:0 starts with IPv6 disabled (a network namespace): the IPv6 stand-in is left out and logged', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-test-'));
+    const script = 'ip link set lo up && sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && exec "$0" "$@"';
+    const args = [BURROWD, '--state', join(dir, 'state'), '--socket', join(dir, 'agent.sock'), '--relay', 'disabled', '--bind', '127.0.0.1:0', '--foreground', '--host'];
+    const proc = spawn('unshare', ['-n', 'sh', '-c', script, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const logs: string[] = [];
+    createInterface({ input: proc.stderr! }).on('line', (l) => logs.push(l));
+    const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+    try {
+      const ticket = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ticket within 20 s: ${logs.join('\n')}`)), 20_000);
+        void exited.then((c) => reject(new Error(`burrowd exited with ${c}: ${logs.join('\n')}`)));
+        createInterface({ input: proc.stdout! }).on('line', (l) => {
+          const m = /^ticket: (.*)$/.exec(l);
+          if (m) (clearTimeout(timer), resolve(m[1]!));
+        });
+      });
+      expect(parseTicket(ticket).direct).toHaveLength(1);
+      expect(parseTicket(ticket).direct[0]).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(logs.some((l) => l.includes('"event":"bind_standin_skipped"') && l.includes('"family":"v6"'))).toBe(true);
+    } finally {
+      proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 });

@@ -97,7 +97,8 @@ describe('burrow cp when the host is SIGKILLed mid-transfer', () => {
   };
 
   beforeAll(async () => {
-    agent = await startDaemon();
+    // The deadline below is 20 s: a keepalive shorter than the default (5 s x 2) leaves room for a loaded machine.
+    agent = await startDaemon({ args: ['--keepalive-interval', '2', '--keepalive-count', '2'] });
     const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
     host = await startDaemon({ args: ['--host'], endpoints: [agentId], keys: [endpointKeyLine(agentId)] });
     expect((await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket])).code).toBe(0);

@@ -4,9 +4,19 @@
 // TERM/HUP. Each remote command carries a unique marker so pgrep can prove it is gone.
 
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
+import { randomBytes, randomInt } from 'node:crypto';
 import { createSocket } from 'node:dgram';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as nodePty from '@lydell/node-pty';
-import { afterAll, describe, expect, it } from 'vitest';
+import ssh2, { type ClientChannel } from 'ssh2';
+import { longExecSupport, openChannel } from '../daemon/agent/pool.js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { identityFromSeed } from '../daemon/identity.js';
+import { HOST_SOFTWARE, LONG_EXEC_SUBSYSTEM, shellCommand } from '../daemon/host/session.js';
+import { connectSsh } from '../daemon/ssh/client.js';
+import { bindLoopback } from './helpers/iroh.js';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { IpcConnection } from '../shared/ipc/client.js';
 import type { Frame } from '../shared/ipc/frames.js';
@@ -16,9 +26,28 @@ import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDae
 
 afterAll(stopAllDaemons);
 
+/** `burrow ssh` clients in a PTY: killed after each test, even one that failed. */
+const terms = new Set<nodePty.IPty>();
+afterEach(() => {
+  for (const t of terms) {
+    try {
+      t.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  terms.clear();
+});
+
+/**
+ * A remote command unique to this run: other workers on this machine run the same tests, and
+ * pgrep must find only ours.
+ */
+const uniqueSleep = (seconds: number): string => `sleep ${seconds}.${randomInt(1e8, 1e9)}`;
+
 /** A host daemon and an agent daemon whose endpoint the host authorizes. */
-async function hostAndAgent(hostArgs: string[] = []): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon();
+async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = []): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
+  const agent = await startDaemon({ args: agentArgs });
   const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
   const host = await startDaemon({ args: ['--host', ...hostArgs] });
   host.authorizeKey(endpointKeyLine(agentId));
@@ -61,6 +90,7 @@ const running = (cmd: string) => () => pids(cmd).length > 0;
 /** burrow ssh in a real PTY, with a shell prompt ready. */
 async function ptyShell(agent: RunningDaemon, ticket: string): Promise<{ term: nodePty.IPty; screen: () => string; exited: Promise<unknown> }> {
   const term = nodePty.spawn(BURROW, ['ssh', ticket], { name: 'xterm', cols: 80, rows: 24, env: { ...process.env, ...agent.cliEnv } as Record<string, string> });
+  terms.add(term);
   let screen = '';
   term.onData((d) => (screen += d));
   const exited = new Promise((r) => term.onExit(r));
@@ -73,7 +103,7 @@ describe('remote shells do not outlive their client', () => {
   it('~. in a PTY shell running sleep: the sleep is gone and session_end is logged', async () => {
     const { host, agent } = await hostAndAgent();
     const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = 'sleep 1000.101';
+    const marker = uniqueSleep(1000);
     term.write(`${marker}\r`);
     await within(10_000, 'remote sleep started', running(marker));
     const t0 = Date.now();
@@ -90,7 +120,7 @@ describe('remote shells do not outlive their client', () => {
   it('the terminal closing (PTY master gone, SIGHUP to burrow) ends the remote shell and its sleep', async () => {
     const { host, agent } = await hostAndAgent();
     const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = 'sleep 1000.102';
+    const marker = uniqueSleep(1000);
     term.write(`${marker}\r`);
     await within(10_000, 'remote sleep started', running(marker));
     const t0 = Date.now();
@@ -105,8 +135,8 @@ describe('remote shells do not outlive their client', () => {
   }, 60_000);
 
   it('client daemon SIGKILLed during exec -- sleep: the host notices and the sleep is gone within 20 s', async () => {
-    const { host, agent } = await hostAndAgent();
-    const marker = 'sleep 1000.103';
+    const { host, agent } = await hostAndAgent(['--keepalive-interval', '2', '--keepalive-count', '1']);
+    const marker = uniqueSleep(1000);
     const cli = runCli(agent.cliEnv, ['exec', host.ticket, '--', marker], { timeoutMs: 40_000 });
     await within(15_000, 'remote sleep started', running(marker));
     const t0 = Date.now();
@@ -121,9 +151,10 @@ describe('remote shells do not outlive their client', () => {
 
 describe('keepalive', () => {
   it('an idle pooled connection outlives several keepalive rounds on both roles', async () => {
-    const { host, agent } = await hostAndAgent(['--keepalive-interval', '1', '--keepalive-count', '1']);
+    const k = ['--keepalive-interval', '2', '--keepalive-count', '2'];
+    const { host, agent } = await hostAndAgent(k, k);
     expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo one'])).stdout).toBe('one\n');
-    await new Promise((r) => setTimeout(r, 8000)); // host pings every 1 s of silence, agent every 3 s
+    await new Promise((r) => setTimeout(r, 9000)); // both roles ping after 2 s of silence: several rounds
     expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo two'])).stdout).toBe('two\n');
     expect(agent.logs.filter((l) => l.event === 'connected')).toHaveLength(1);
     expect(host.logs.filter((l) => l.event === 'keepalive_timeout')).toHaveLength(0);
@@ -176,11 +207,140 @@ describe('long commands', () => {
 
   it('a long command with stdin and a PTY: the command comes first, stdin follows untouched', async () => {
     const { host, agent } = await hostAndAgent();
-    const r = await runCli(agent.cliEnv, ['exec', host.ticket, '--', ':', 'y'.repeat(40_000), '; cat | tr a-z A-Z'], { input: 'hello from stdin\n' });
-    expect(r.stdout).toBe('HELLO FROM STDIN\n');
+    // -t: a PTY though stdin is a pipe; the line goes through the terminal (echoed), read by head.
+    const r = await runCli(agent.cliEnv, ['ssh', '-t', host.ticket, ':', 'y'.repeat(40_000), '; tty >/dev/null && echo on-a-tty; head -n 1 | tr a-z A-Z'], { input: 'hello from stdin\n', timeoutMs: 30_000 });
+    expect(r.stdout).toContain('on-a-tty');
+    expect(r.stdout).toContain('HELLO FROM STDIN');
+    expect(r.code).toBe(0);
     await host.stop();
     await agent.stop();
   }, 60_000);
+});
+
+describe('the long command as the host reads and runs it', () => {
+  it('sent in 8,192 writes of 64 bytes: it runs, and another session answers meanwhile', async () => {
+    const { host, agent } = await hostAndAgent();
+    expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo warm'])).stdout).toBe('warm\n');
+    const seed = randomBytes(32);
+    const id = identityFromSeed(seed, 'slow-sender');
+    host.authorizeKey(id.publicKeyLine);
+    const transport = await bindLoopback(seed);
+    try {
+      const conn = await transport.dial(host.ticket, 10_000);
+      const client = await connectSsh({ stream: await conn.openStream(), username: 'me', auth: [{ kind: 'key', privateKey: id.privateKeyOpenSSH, label: 'key' }], hostKey: { kind: 'endpoint', endpointId: conn.remoteId } });
+      const ch = await new Promise<ClientChannel>((resolve, reject) => client.subsys(LONG_EXEC_SUBSYSTEM, (err, c) => (err ? reject(err) : resolve(c))));
+      let out = '';
+      ch.on('data', (d: Buffer) => (out += d.toString()));
+      const closed = new Promise<void>((r) => ch.once('close', () => r()));
+      const command = Buffer.from(`: ${'q'.repeat(512 * 1024 - 20)}; echo long-done`);
+      const whole = Buffer.concat([Buffer.alloc(4), command]);
+      whole.writeUInt32BE(command.length, 0);
+      let sending = true;
+      const send = (async () => {
+        for (let off = 0, n = 0; off < whole.length; off += 64, n++) {
+          if (!ch.write(whole.subarray(off, off + 64))) await new Promise((r) => ch.once('drain', r));
+          // A pause every 2 KiB: the packets reach the host one by one, over about 3 s.
+          if (n % 32 === 31) await new Promise((r) => setTimeout(r, 10));
+        }
+        ch.end();
+        sending = false;
+      })();
+      // A bystander on the agent's own connection, while the bytes trickle in.
+      let worstMs = 0;
+      let rounds = 0;
+      while (sending && rounds < 20) {
+        const r = await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo bystander']);
+        expect(r.stdout).toBe('bystander\n');
+        worstMs = Math.max(worstMs, r.ms);
+        rounds++;
+      }
+      await send;
+      await Promise.race([closed, new Promise((_, rej) => setTimeout(() => rej(new Error('long command did not finish within 30 s')), 30_000))]);
+      expect(out).toBe('long-done\n');
+      expect(worstMs).toBeLessThan(5000);
+      console.log(`[faults] 512 KiB command in 64-byte writes: ${rounds} bystander execs meanwhile, slowest ${worstMs} ms`);
+      client.end();
+    } finally {
+      await transport.close();
+      await host.stop();
+      await agent.stop();
+    }
+  }, 90_000);
+
+  it('the pinned ssh2: the hook on its protocol turns a long exec into exec@burrow, and leaves an ordinary exec alone', async () => {
+    // A real ssh2 server in this process records the requests as they arrive.
+    const seen: string[] = [];
+    let firstBytes: Promise<Buffer> | undefined;
+    const server = new ssh2.Server({ hostKeys: [identityFromSeed(randomBytes(32)).privateKeyOpenSSH] }, (conn) => {
+      conn.on('authentication', (ctx) => ctx.accept());
+      conn.on('ready', () =>
+        conn.on('session', (accept) => {
+          const session = accept();
+          session.on('subsystem', (acc, _rej, info) => {
+            seen.push(`subsystem ${info.name}`);
+            const ch = acc();
+            firstBytes = new Promise((r) => ch.once('data', (d: Buffer) => r(d)));
+          });
+          session.on('exec', (acc, _rej, info) => {
+            seen.push(`exec ${info.command}`);
+            const ch = acc();
+            ch.exit(0);
+            ch.end();
+          });
+        }),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const client = new ssh2.Client();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('ready', () => resolve()).once('error', reject);
+        client.connect({ host: '127.0.0.1', port: (server.address() as { port: number }).port, username: 'test' });
+      });
+      const command = 'w'.repeat(40_000);
+      await openChannel(client, { command }, 'stdin');
+      await within(5000, 'subsystem request', () => seen.length > 0);
+      const head = await firstBytes!;
+      expect(head.readUInt32BE(0)).toBe(command.length);
+      const plain = await openChannel(client, { command: 'echo plain' });
+      plain.channel.resume(); // read to its end, or the channel never closes
+      await plain.closed;
+      expect(seen).toEqual([`subsystem ${LONG_EXEC_SUBSYSTEM}`, 'exec echo plain']);
+    } finally {
+      client.end();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('the host names its software burrow_0.2: an older burrow host (0.1, no exec@burrow) is told apart for a clear error', () => {
+    expect(HOST_SOFTWARE).toBe('burrow_0.2');
+    expect(longExecSupport(HOST_SOFTWARE)).toBe('yes');
+    expect(longExecSupport('burrow_0.1')).toBe('old-burrow');
+    expect(longExecSupport('burrow_1.0')).toBe('yes');
+    expect(longExecSupport('OpenSSH_9.6p1')).toBe('no');
+  });
+
+  it('over 64 KiB: a POSIX shell joins the pieces ($0 still the user shell, helper variable gone); another shell gets it whole', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-test-'));
+    try {
+      const big = 'z'.repeat(100 * 1024);
+      // Prints what a command sees: its own length, $0, the helper variable.
+      const cmd = `x='${big}'; printf '%s|%s|%s|' "\${#x}" "$0" "\${__burrow_cmd-unset}"\n\n`;
+      const run = (shell: string): string => {
+        const r = shellCommand(shell, cmd);
+        return execFileSync(r.file, r.args, { encoding: 'utf8', maxBuffer: 1 << 20 });
+      };
+      expect(run('/bin/bash')).toBe(`${big.length}|/bin/bash|unset|`);
+      expect(shellCommand('/bin/bash', cmd).file).toBe('/bin/bash');
+      // A shell that is not sh (a stand-in that says so, then runs sh): /bin/sh joins and hands it on.
+      const fish = join(dir, 'fish');
+      writeFileSync(fish, '#!/bin/sh\nprintf "fish:%s:" "$1"\nexec /bin/sh "$@"\n', { mode: 0o755 });
+      expect(shellCommand(fish, cmd).file).toBe('/bin/sh');
+      expect(run(fish)).toBe(`fish:-c:${big.length}|/bin/sh|unset|`); // $0 of the stand-in's own sh
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('an unnoticed host restart', () => {
@@ -206,25 +366,68 @@ describe('signals to the client', () => {
   for (const client of ['native', 'node'] as const) {
     it(`timeout 5 burrow exec -- sleep ends in about 5 s and the remote sleep is gone soon after (${client})`, async () => {
       const { host, agent } = await hostAndAgent();
-      const marker = client === 'native' ? 'sleep 100.201' : 'sleep 100.202';
+      // A warm connection, so the remote sleep runs well before timeout's TERM (checked below).
+      expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo warm'])).stdout).toBe('warm\n');
+      const marker = uniqueSleep(100);
       const argv = client === 'native' ? [BURROW] : [process.execPath, BURROW_JS];
       const t0 = Date.now();
       const p = spawnProcess('timeout', ['5', ...argv, 'exec', host.ticket, '--', marker], { env: { ...process.env, ...agent.cliEnv }, stdio: 'ignore' });
-      const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+      const exited = new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+      const startedMs = await within(4500, 'remote sleep running before the timeout fires', running(marker));
+      const code = await exited;
       const ms = Date.now() - t0;
       expect(code).toBe(124); // timeout's own status: the command ended on its TERM
       expect(ms).toBeLessThan(8000);
       const goneMs = await within(5000, 'remote sleep gone after the client ended', gone(marker));
-      console.log(`[faults] timeout 5 (${client}): client ended in ${ms} ms, remote sleep gone ${goneMs} ms later`);
+      console.log(`[faults] timeout 5 (${client}): remote sleep running after ${startedMs} ms, client ended in ${ms} ms, remote sleep gone ${goneMs} ms later`);
       await host.stop();
       await agent.stop();
+    }, 60_000);
+  }
+
+  // bin/burrow without a native client beside it: the sh launcher, then the Node CLI.
+  function shLauncher(): { path: string; dir: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-test-'));
+    mkdirSync(join(dir, 'bin'));
+    mkdirSync(join(dir, 'dist', 'cli'), { recursive: true });
+    copyFileSync(BURROW, join(dir, 'bin', 'burrow'));
+    symlinkSync(join(BURROW_JS, '..', '..', 'dist', 'cli', 'burrow.mjs'), join(dir, 'dist', 'cli', 'burrow.mjs'));
+    return { path: join(dir, 'bin', 'burrow'), dir };
+  }
+
+  for (const client of ['native', 'node'] as const) {
+    it(`started with SIGHUP ignored (nohup), burrow exec stays on SIGHUP and so does the remote command; TERM still ends it (${client})`, async () => {
+      const { host, agent } = await hostAndAgent();
+      const launcher = client === 'node' ? shLauncher() : undefined;
+      try {
+        const marker = uniqueSleep(1000);
+        const p = spawnProcess('sh', ['-c', 'trap "" HUP; exec "$0" "$@"', launcher?.path ?? BURROW, 'exec', host.ticket, '--', marker], {
+          env: { ...process.env, ...agent.cliEnv },
+          stdio: 'ignore',
+        });
+        // Ending on TERM: the native client dies of it, the Node CLI exits 128+15.
+        const exited = new Promise<string>((r) => p.once('exit', (c, sig) => r(String(sig ?? c))));
+        await within(20_000, 'remote sleep started', running(marker));
+        p.kill('SIGHUP');
+        await new Promise((r) => setTimeout(r, 1500));
+        expect(p.exitCode).toBeNull();
+        expect(p.signalCode).toBeNull();
+        expect(running(marker)()).toBe(true);
+        p.kill('SIGTERM');
+        expect(['SIGTERM', '143']).toContain(await exited);
+        await within(5000, 'remote sleep gone after TERM', gone(marker));
+      } finally {
+        if (launcher) rmSync(launcher.dir, { recursive: true, force: true });
+        await host.stop();
+        await agent.stop();
+      }
     }, 60_000);
   }
 
   it('burrow ssh with a PTY ends on SIGTERM and the remote shell is hung up', async () => {
     const { host, agent } = await hostAndAgent();
     const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = 'sleep 1000.104';
+    const marker = uniqueSleep(1000);
     term.write(`${marker}\r`);
     await within(10_000, 'remote sleep started', running(marker));
     term.kill('SIGTERM');

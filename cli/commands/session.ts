@@ -10,6 +10,7 @@ import { spawn } from '../../shared/lib.js';
 import { readAliases } from '../../shared/aliases.js';
 import { aliasCandidate, parseTarget } from '../../shared/target.js';
 import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
+import { onSignal } from '../signals.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
 import { seconds, sshSession } from './sessions.js';
 
@@ -203,9 +204,7 @@ export async function sshCommand(ctx: CliContext, args: string[]): Promise<numbe
         for (const c of held) c.conn.close();
         resolve(255);
       };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      process.once('SIGHUP', stop);
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) onSignal(sig, stop, true);
       for (const c of held) c.conn.once('close', () => resolve(255));
     });
   }
@@ -392,8 +391,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
         finish(128 + osConstants.signals[sig]);
         p.disconnect();
       };
-      process.on(sig, h);
-      restore.push(() => process.off(sig, h));
+      restore.push(onSignal(sig, h));
     }
     if (!interactive) {
       // Without a PTY, ^C here would only kill us; pass it on so the remote command decides. A
@@ -406,8 +404,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
         }
         p.kill('SIGINT');
       };
-      process.on('SIGINT', h);
-      restore.push(() => process.off('SIGINT', h));
+      restore.push(onSignal('SIGINT', h));
     }
   });
 }

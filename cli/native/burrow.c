@@ -251,6 +251,21 @@ static int parse_frame(const uint8_t *p, size_t n, frame_t *f) {
 static char **g_argv;
 static const char *g_node_cli; /* dist/cli/burrow.mjs beside this binary */
 
+static int inherited_ignored(int sig) {
+  struct sigaction old;
+  return sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN;
+}
+
+/* Node resets every signal to its default at start: the Node CLI learns from this variable which
+ * of the ones it handles were ignored, so that it keeps them ignored. Always set, never inherited. */
+static void note_ignored_signals(void) {
+  char list[16] = "";
+  if (inherited_ignored(SIGHUP)) strcat(list, "HUP,");
+  if (inherited_ignored(SIGINT)) strcat(list, "INT,");
+  if (inherited_ignored(SIGTERM)) strcat(list, "TERM,");
+  setenv("BURROW_IGNORED_SIGNALS", list, 1);
+}
+
 /* Everything this client does not serve runs the Node CLI with the same arguments. */
 static void fallback(void) {
   size_t argc = 0;
@@ -582,9 +597,10 @@ static int run(int op, const char *sock_path, const char *target, const char *co
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    /* As ssh: a signal we were started with ignored (nohup, `&` in a script) stays ignored. */
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t k = 0; k < sizeof sigs / sizeof sigs[0]; k++)
+      if (!inherited_ignored(sigs[k])) sigaction(sigs[k], &sa, NULL);
   }
   fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK);
 
@@ -678,6 +694,7 @@ int main(int argc, char **argv) {
   g_argv = argv;
   g_node_cli = node_cli_path();
   signal(SIGPIPE, SIG_DFL); /* a parent that ignored SIGPIPE must not change how we end */
+  note_ignored_signals();
   const char *sock_flag = NULL;
   const char *no_autostart = getenv("BURROW_NO_AUTOSTART");
   int autostart = !(no_autostart && !strcmp(no_autostart, "1")), i = 1;

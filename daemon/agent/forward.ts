@@ -172,7 +172,10 @@ export class ForwardManager {
         const conn = await this.pool.get(f.target);
         this.rehold(f, conn);
         try {
-          ({ channel: ch } = await this.pool.openForward(conn, to, from));
+          const o = await this.pool.openForward(conn, to, from);
+          ch = o.channel;
+          // The pool may have replaced a dead connection inside the open: hold the one in use.
+          this.rehold(f, o.connection);
           break;
         } catch (err) {
           if (attempt > 0 || !(err instanceof BurrowError) || err.code !== ErrorCodes.Disconnected) throw err;

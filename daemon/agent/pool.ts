@@ -37,7 +37,7 @@ export interface PoolOptions {
 
 // Dead-peer detection by default: an SSH ping after 3 s of silence, and the connection is declared
 // dead when the next 3 s bring nothing back. Any packet from the peer resets it.
-const DEFAULT_KEEPALIVE = { intervalMs: 3000, countMax: 1 };
+const DEFAULT_KEEPALIVE = { intervalMs: 5000, countMax: 2 };
 // What a server at its session limit answers: OpenSSH past MaxSessions says CONNECT_FAILED (2,
 // "open failed"), burrow's host RESOURCE_SHORTAGE (4), others ADMINISTRATIVELY_PROHIBITED (1).
 // Only taken as "busy" while this connection has other channels open.
@@ -277,7 +277,10 @@ export class Pool extends EventEmitter {
       // ssh2 (burrow's host) drops any SSH packet over 35,000 bytes, and with it the whole
       // connection; OpenSSH's limit is 256 KiB. A long command goes to a burrow host on stdin.
       const long = req.command !== undefined && bytes > SAFE_EXEC_BYTES;
-      if (long && isBurrowServer(conn.serverSoftware)) return openChannel(conn.client, req, 'stdin');
+      const support = long ? longExecSupport(conn.serverSoftware) : 'no';
+      if (support === 'yes') return openChannel(conn.client, req, 'stdin');
+      // An older burrow host would drop the whole connection on a packet over 35,000 bytes.
+      if (support === 'old-burrow') throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} runs an older burrow (${conn.serverSoftware}), which takes commands of up to ${SAFE_EXEC_BYTES} bytes: update burrow there, or pass the rest as stdin`);
       if (bytes > OPENSSH_EXEC_BYTES) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} takes commands of up to ${OPENSSH_EXEC_BYTES} bytes in one SSH packet`);
       return openChannel(conn.client, req, 'exec');
     });
@@ -417,15 +420,18 @@ const SAFE_EXEC_BYTES = 34_000;
 // OpenSSH reads packets of up to 256 KiB; leave room for the request's own fields.
 const OPENSSH_EXEC_BYTES = 256 * 1024 - 1024;
 
-function isBurrowServer(software: string): boolean {
-  return software.startsWith('burrow_');
+/** What a server's SSH software version says about long commands: burrow's exec@burrow from 0.2 on. */
+export function longExecSupport(software: string): 'yes' | 'old-burrow' | 'no' {
+  const m = /^burrow_(\d+)\.(\d+)/.exec(software);
+  if (!m) return 'no';
+  return Number(m[1]) > 0 || Number(m[2]) >= 2 ? 'yes' : 'old-burrow';
 }
 
 /**
  * Open a session channel and start the command: as an exec request, or (`stdin`) as burrow's
  * exec subsystem, where the command goes first on the channel as a 4-byte length and its bytes.
  */
-function openChannel(client: SshClient, req: SessionRequest, how: 'exec' | 'stdin' = 'exec'): Promise<OpenedSession> {
+export function openChannel(client: SshClient, req: SessionRequest, how: 'exec' | 'stdin' = 'exec'): Promise<OpenedSession> {
   return new Promise((resolve, reject) => {
     // ssh2 may deliver exit-status and close in the same chunk as the open confirmation, before
     // any promise continuation runs: listeners go on here, synchronously, or those events are lost.
@@ -479,7 +485,9 @@ const hooked = new WeakMap<ExecProto, Set<string>>();
 
 /** The pending markers of a client, hooking its protocol's exec request once. */
 function longExecMarkers(client: SshClient): Set<string> {
-  const proto = (client as unknown as { _protocol: ExecProto })._protocol;
+  const proto = (client as unknown as { _protocol?: ExecProto })._protocol;
+  // ssh2 internals (the version is pinned in package.json): a change must fail here, never send the marker as a command.
+  if (typeof proto?.exec !== 'function' || typeof proto.subsystem !== 'function') throw new BurrowError(ErrorCodes.Internal, 'this ssh2 has no exec/subsystem on its protocol: long commands need the pinned ssh2');
   let markers = hooked.get(proto);
   if (markers) return markers;
   const pending = new Set<string>();

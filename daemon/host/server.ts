@@ -14,7 +14,7 @@ import { CloseCode, type Authorize, type IrohConnection } from '../transport/iro
 import { dialTcp } from '../transport/tcp.js';
 import type { HostAuth } from './auth.js';
 import { serveForwarding, type ForwardPolicy } from './forwarding.js';
-import { killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
+import { HOST_SOFTWARE, killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
 import { SESSION_SUBSYSTEM, SessionKeepers, type SessionSettings } from '../session/host.js';
 
 export type HostBackend =
@@ -38,8 +38,8 @@ export const DEFAULT_HOST_LIMITS: HostLimits = {
   loginGraceMs: 30_000,
   maxStartups: { start: 10, rate: 30, full: 100 },
   perPeerStartups: 10,
-  keepaliveIntervalMs: 3000,
-  keepaliveCountMax: 1,
+  keepaliveIntervalMs: 5000,
+  keepaliveCountMax: 2,
 };
 
 export interface HostOptions {
@@ -240,7 +240,7 @@ export class Host {
     const openSessions = new Set<() => void>();
     let sessions = 0;
     let authTries = 0;
-    const server = new ssh2.Server({ hostKeys: [this.opts.identity.privateKeyOpenSSH], ident: 'burrow_0.1' });
+    const server = new ssh2.Server({ hostKeys: [this.opts.identity.privateKeyOpenSSH], ident: HOST_SOFTWARE });
     server.on('connection', (client: SshServerConn) => {
       client.on('error', (err: Error) => log.debug({ remote, err: err.message }, 'ssh connection error'));
       client.on('authentication', (ctx: AuthContext) => void this.authenticate(ctx, remote, ++authTries, client));

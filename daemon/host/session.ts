@@ -43,17 +43,26 @@ export interface RunningProcess {
 
 /** The subsystem that reads its command from the channel: for commands over one SSH packet (see daemon/agent/pool.ts). */
 export const LONG_EXEC_SUBSYSTEM = 'exec@burrow';
+/** The host's SSH software version. burrow_0.1 hosts lack exec@burrow; from burrow_0.2 on they serve it. */
+export const HOST_SOFTWARE = 'burrow_0.2';
 /** Longest command taken that way (as the agent's MAX_COMMAND, with room). */
 const LONG_EXEC_MAX = 1024 * 1024;
-// Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN): a longer command goes to the
-// shell in pieces it joins itself.
+// Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN): a longer command goes to a
+// POSIX shell in pieces it joins itself (the x keeps trailing newlines from $(...)), and the helper
+// variable is gone before the command runs.
 const ARG_PIECE = 64 * 1024;
-const JOIN_AND_RUN = '__burrow_cmd=$(printf %s "$@"); set --; eval "$__burrow_cmd"';
+const MAX_ARG_STRLEN = 128 * 1024 - 1;
+const JOIN = '__burrow_cmd=$(printf %s "$@"; printf x); __burrow_cmd=${__burrow_cmd%x}; set --;';
+const JOIN_AND_RUN = `${JOIN} eval "unset __burrow_cmd; $__burrow_cmd"`;
+/** For a shell that is not sh: /bin/sh joins, then hands the whole command to the user's shell ($0). */
+const JOIN_AND_HAND_ON = `${JOIN} exec "$0" -c "$__burrow_cmd"`;
+const POSIX_SHELLS = new Set(['sh', 'bash', 'dash', 'ash', 'ksh', 'mksh', 'pdksh', 'zsh', 'yash', 'posh']);
 
-/** `$SHELL` arguments that run `command`, whatever its length. */
-function shellArgs(command: string): string[] {
+/** The program and arguments that run `command` (or a login shell) as the user's shell would, whatever its length. */
+export function shellCommand(shell: string, command: string | undefined): { file: string; args: string[] } {
+  if (command === undefined) return { file: shell, args: ['-l'] };
   const bytes = Buffer.from(command);
-  if (bytes.length <= ARG_PIECE) return ['-c', command];
+  if (bytes.length <= ARG_PIECE) return { file: shell, args: ['-c', command] };
   const pieces: string[] = [];
   let off = 0;
   while (off < bytes.length) {
@@ -62,7 +71,10 @@ function shellArgs(command: string): string[] {
     pieces.push(bytes.subarray(off, end).toString());
     off = end;
   }
-  return ['-c', JOIN_AND_RUN, 'burrow', ...pieces];
+  // $0 stays the user's shell, as with a short command.
+  if (POSIX_SHELLS.has(shell.slice(shell.lastIndexOf('/') + 1))) return { file: shell, args: ['-c', JOIN_AND_RUN, shell, ...pieces] };
+  // Any other shell (fish, csh) takes it in one argument while that fits; past that only sh can run it.
+  return { file: '/bin/sh', args: ['-c', bytes.length <= MAX_ARG_STRLEN ? JOIN_AND_HAND_ON : JOIN_AND_RUN, shell, ...pieces] };
 }
 
 // After a hang-up, a command that is still there this much later is killed.
@@ -108,13 +120,24 @@ function terminalForegroundGroup(pid: number): number | undefined {
 /** The command at the head of an exec@burrow channel (u32 length, UTF-8 bytes); what follows stays for the process's stdin. */
 function readLongCommand(ch: ServerChannel): Promise<string> {
   return new Promise((resolve, reject) => {
-    let got = Buffer.alloc(0);
+    // Chunks kept as they come and joined once: a concat per packet is quadratic in the command's
+    // length, and a client sending 1 MiB in tiny packets would stall every other session.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let len: number | undefined;
     const onData = (d: Buffer): void => {
-      got = Buffer.concat([got, d]);
-      if (got.length < 4) return;
-      const len = got.readUInt32BE(0);
-      if (len > LONG_EXEC_MAX) return done(new Error(`command of ${len} bytes is over the limit of ${LONG_EXEC_MAX}`));
-      if (got.length < 4 + len) return;
+      chunks.push(d);
+      total += d.length;
+      if (len === undefined) {
+        if (total < 4) return;
+        const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        chunks.length = 0;
+        chunks.push(head);
+        len = head.readUInt32BE(0);
+        if (len > LONG_EXEC_MAX) return done(new Error(`command of ${len} bytes is over the limit of ${LONG_EXEC_MAX}`));
+      }
+      if (total < 4 + len) return;
+      const got = Buffer.concat(chunks, total);
       done(undefined, got.subarray(4, 4 + len).toString(), got.subarray(4 + len));
     };
     const onEnd = (): void => done(new Error('the channel ended before its command'));
@@ -182,7 +205,8 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       SSH_CONNECTION: `${ctx.remote} 0 ${ctx.local ?? '0'} 0`,
       ...env,
     };
-    let args = command === undefined ? ['-l'] : shellArgs(command);
+    const run = shellCommand(ctx.user.shell, command);
+    let args = run.args;
     const began = Date.now();
     const kind = command === undefined ? 'shell' : 'exec';
     const logged = { event: 'session_start', remote: ctx.remote, kind, command: command?.slice(0, 200), pty: pty !== undefined };
@@ -218,7 +242,7 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     if (pty) {
       childEnv['TERM'] = pty.term;
       // SSH_TTY names the PTY, known only in the child: a small sh sets it, then becomes the shell.
-      args = ['-c', 'SSH_TTY=$(tty) && export SSH_TTY; exec "$0" "$@"', ctx.user.shell, ...args];
+      args = ['-c', 'SSH_TTY=$(tty) && export SSH_TTY; exec "$0" "$@"', run.file, ...args];
       const p = nodePty.spawn('/bin/sh', args, { name: pty.term, cols: pty.cols, rows: pty.rows, cwd: ctx.user.home, env: childEnv, encoding: null });
       proc = { pid: p.pid, resize: (c, r) => c > 0 && r > 0 && p.resize(c, r) };
       let resolveDone!: () => void;
@@ -252,7 +276,7 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     let child: ChildProcess;
     try {
       // detached: the child leads its own process group, so signals reach everything it starts.
-      child = spawnChild(ctx.user.shell, args, { cwd: ctx.user.home, env: childEnv, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      child = spawnChild(run.file, args, { cwd: ctx.user.home, env: childEnv, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
     } catch (err) {
       channel.stderr.write(`burrow: cannot start ${ctx.user.shell}: ${(err as Error).message}\n`);
       finish({ code: 127 });

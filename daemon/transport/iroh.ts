@@ -2,6 +2,7 @@
 // hex endpoint ids and plain strings. Each iroh-js pitfall of DESIGN §6 is handled here and
 // marked "PITFALL" where it is.
 
+import { createSocket } from 'node:dgram';
 import { createRequire } from 'node:module';
 import { Duplex } from 'node:stream';
 import type * as Iroh from '@number0/iroh';
@@ -281,6 +282,22 @@ export interface ServeHooks {
 
 const HANDSHAKE_TIMEOUT_MS = 15_000;
 
+/** Whether a UDP socket can bind `ip` (127.0.0.1 or ::1) here: false where that family is disabled. */
+function loopbackBindable(ip: '127.0.0.1' | '::1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createSocket(ip === '::1' ? 'udp6' : 'udp4');
+    s.once('error', () => {
+      try {
+        s.close();
+      } catch {
+        // never bound
+      }
+      resolve(false);
+    });
+    s.bind(0, ip, () => s.close(() => resolve(true)));
+  });
+}
+
 /** One bound iroh endpoint: dial peers, accept peers. */
 export class IrohTransport {
   // PITFALL: every live Connection is held here; one that V8 collects drops its driver
@@ -321,7 +338,15 @@ export class IrohTransport {
       // PITFALL: the binding cannot drop iroh's default socket of the family not named (it has no
       // clear_ip_transports), which would listen on every interface of that family. Pin it to
       // loopback instead, where no other machine reaches it, and never advertise it.
-      const all = [...binds, ...(named.v4 ? [] : ['127.0.0.1:0']), ...(named.v6 ? [] : ['[::1]:0'])];
+      // iroh makes an explicit bind that fails fatal: a stand-in for a family the machine lacks
+      // (IPv6 disabled) is left out, and then iroh's default socket of that family has nowhere to go.
+      const standIns: string[] = [];
+      for (const [family, addr, ip] of [['v4', '127.0.0.1:0', '127.0.0.1'], ['v6', '[::1]:0', '::1']] as const) {
+        if (named[family]) continue;
+        if (await loopbackBindable(ip)) standIns.push(addr);
+        else opts.log.info({ event: 'bind_standin_skipped', family, addr }, `no ${family === 'v4' ? 'IPv4' : 'IPv6'} loopback here: binding only what --bind names`);
+      }
+      const all = [...binds, ...standIns];
       try {
         for (const a of all) b.bindAddr(a);
       } catch (err) {
