@@ -61,8 +61,10 @@ function loopProcess(cmd: string, args: string[], env: NodeJS.ProcessEnv): Bulk 
     let err = '';
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.once('exit', (code) => {
-      if (!stopped && code !== 0) process.stderr.write(`bulk ${cmd} ${args.join(' ')} exited ${code}: ${err}\n`);
-      if (!stopped) run();
+      if (stopped) return;
+      // A failing bulk job is an error in the bench, not something to retry in a loop.
+      if (code !== 0) throw new Error(`bulk ${cmd} ${args.join(' ')} exited ${code}: ${err}`);
+      run();
     });
   };
   run();
@@ -121,6 +123,11 @@ async function main(): Promise<void> {
   const host = await startDaemon({ args: ['--host'] });
   const agent = await startDaemon();
   const sink = await startSink();
+  // A daemon that dies mid-run says why here (its JSON log lines are kept by the helper).
+  for (const d of [host, agent]) d.proc.once('exit', (code, sig) => process.stderr.write(`a daemon exited (${code ?? sig}); last log lines: ${JSON.stringify(d.logs.slice(-5))}\n`));
+  agent.proc.stderr!.on('data', (b: Buffer) => {
+    for (const line of b.toString().split('\n')) if (line && !line.startsWith('{')) process.stderr.write(`agent: ${line}\n`);
+  });
   const children: ChildProcess[] = [];
   try {
     const agentKey = endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim());

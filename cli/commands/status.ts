@@ -34,7 +34,7 @@ export async function statusCommand(ctx: CliContext, args: string[]): Promise<nu
     lines.push('', ['TARGET', 'PATH', 'RTT', 'CHANNELS', 'IDLE', 'IN', 'OUT'].join('\t'));
     for (const c of conns) {
       const rtt = typeof c['rttMs'] === 'number' ? `${c['rttMs']}ms` : '-';
-      lines.push([str(c['target']), `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), humanBytes(num(c['bytesIn'])), humanBytes(num(c['bytesOut']))].join('\t'));
+      lines.push([`${str(c['target'])}${c['lane'] === 'bulk' ? ' (bulk)' : ''}`, `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), humanBytes(num(c['bytesIn'])), humanBytes(num(c['bytesOut']))].join('\t'));
     }
   }
   process.stdout.write(lines.join('\n') + '\n');

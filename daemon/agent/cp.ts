@@ -18,6 +18,7 @@ import { parseCopySpec } from '../../shared/target.js';
 import type { IpcSession } from '../ipc/server.js';
 import type { AgentContext } from './ops.js';
 import { resolveTarget } from './resolve.js';
+import { bulkLane } from './pool.js';
 
 // ssh2 caps one SFTP READ/WRITE at 34000 - 2048 bytes unless the server is OpenSSH, and splits a
 // larger one into requests sent one after the other's reply: a 32 KiB chunk to burrow's own host
@@ -332,7 +333,7 @@ export async function runCopy(ctx: AgentContext, req: FrameOf<'cp'>, session: Ip
   if (!isAbsolute(local.path)) throw new BurrowError(ErrorCodes.BadArgument, `local path ${local.path} must be absolute (the CLI makes it so)`);
   const opts: Options = { recursive: req.recursive ?? false, preserve: req.preserve ?? false, resume: req.resume ?? false, follow: req.follow ?? false };
   const target = await resolveTarget(remote.target, ctx.state, ctx.defaultUser);
-  const conn = await ctx.pool.get(target);
+  const conn = await ctx.pool.get(bulkLane(target));
   const opened = await ctx.pool.openSftp(conn);
   const sftp = new Sftp(opened.sftp, remote.target);
   const copier = new Copier(sftp, session, opts);
