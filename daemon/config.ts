@@ -7,7 +7,7 @@ import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { socketPath, stateDir } from '../shared/paths.js';
 import { isLogLevel, type LogLevel } from './log.js';
 import type { ForwardPolicy } from './host/forwarding.js';
-import type { HostBackend } from './host/server.js';
+import type { HostBackend, HostLimits } from './host/server.js';
 import type { RelaySetting } from './transport/iroh.js';
 
 export interface DaemonOptions {
@@ -15,7 +15,8 @@ export interface DaemonOptions {
   socket: string;
   host: boolean;
   relay: RelaySetting;
-  bind?: string;
+  /** Exactly the addresses to bind (IPv4 and/or IPv6); none: every interface, random ports. */
+  bind?: string[];
   /** Seconds an idle pooled connection is kept; 0 keeps it forever. */
   persist: number;
   logLevel: LogLevel;
@@ -23,6 +24,10 @@ export interface DaemonOptions {
   hostBackend: HostBackend;
   /** Seconds a stopping daemon waits for running sessions before ending them. */
   graceSeconds: number;
+  /** ServerAlive and ClientAlive: both roles ping a silent peer and drop it after this many misses. */
+  keepalive: { intervalMs: number; countMax: number };
+  /** The host's pre-auth limits and keepalive. */
+  hostLimits: HostLimits;
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
@@ -30,6 +35,10 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
                [--max-sessions N] [--accept-env NAME[,NAME]] [--permit-open HOST:PORT[,...]|none]
                [--gateway-ports] [--grace SECONDS]
+               [--keepalive-interval SECONDS] [--keepalive-count N]
+               [--login-grace-time SECONDS] [--max-startups N|START:RATE:FULL] [--per-peer-startups N]
+--bind may be given more than once (or comma-separated), one IPv4 and one IPv6 address
+(e.g. --bind 0.0.0.0:7000 --bind [::]:7000): only what is named is bound and advertised.
 Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
 logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
 
@@ -53,10 +62,40 @@ export function parseRelay(s: string): RelaySetting {
   return { mode: 'custom', urls };
 }
 
-export function parseBind(s: string): string {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
-  if (!m || Number(m[2]) > 65535 || m[1]!.split('.').some((o) => Number(o) > 255)) throw bad(`--bind: ${JSON.stringify(s)} is not IPv4:PORT (e.g. 0.0.0.0:0)`);
-  return s;
+/** One `--bind` value: IPv4:PORT or [IPv6]:PORT. */
+export function parseBindAddr(s: string): string {
+  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(s);
+  if (v4 && Number(v4[2]) <= 65535 && !v4[1]!.split('.').some((o) => Number(o) > 255)) return s;
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s);
+  if (v6 && Number(v6[2]) <= 65535 && v6[1]!.includes(':')) return s;
+  throw bad(`--bind: ${JSON.stringify(s)} is not IPv4:PORT or [IPv6]:PORT (e.g. 0.0.0.0:0, [::]:0)`);
+}
+
+/**
+ * `--bind` values, comma-separated or repeated: one address per family (what iroh can bind); a
+ * later one of the same family wins, as a repeated flag does.
+ */
+export function parseBind(s: string): string[] {
+  const addrs = s.split(',').map((a) => a.trim()).filter((a) => a !== '').map(parseBindAddr);
+  if (addrs.length === 0) throw bad('--bind: no address given');
+  const v4 = addrs.filter((a) => !a.startsWith('[')).at(-1);
+  const v6 = addrs.filter((a) => a.startsWith('[')).at(-1);
+  return [...(v4 ? [v4] : []), ...(v6 ? [v6] : [])];
+}
+
+/** MaxStartups: N, or START:RATE:FULL like sshd (refuse RATE% from START on, all from FULL on). */
+export function parseMaxStartups(s: string): HostLimits['maxStartups'] {
+  const m = /^(\d+)(?::(\d+):(\d+))?$/.exec(s.trim());
+  if (!m) throw bad(`--max-startups: ${JSON.stringify(s)} is not N or START:RATE:FULL (e.g. 10:30:100)`);
+  const start = Number(m[1]);
+  if (m[2] === undefined) {
+    if (start < 1) throw bad('--max-startups: must be at least 1');
+    return { start, rate: 100, full: start };
+  }
+  const rate = Number(m[2]);
+  const full = Number(m[3]);
+  if (start < 1 || rate > 100 || full < start) throw bad(`--max-startups: ${JSON.stringify(s)}: need 1 <= START <= FULL and RATE <= 100`);
+  return { start, rate, full };
 }
 
 /**
@@ -77,6 +116,11 @@ const SETTINGS = {
   permitOpen: { flag: 'permit-open', type: 'list', default: undefined },
   gatewayPorts: { flag: 'gateway-ports', type: 'boolean', default: false },
   grace: { flag: 'grace', type: 'number', default: '10' },
+  keepaliveInterval: { flag: 'keepalive-interval', type: 'number', default: '3' },
+  keepaliveCount: { flag: 'keepalive-count', type: 'number', default: '1' },
+  loginGraceTime: { flag: 'login-grace-time', type: 'number', default: '30' },
+  maxStartups: { flag: 'max-startups', type: 'string', default: '10:30:100' },
+  perPeerStartups: { flag: 'per-peer-startups', type: 'number', default: '10' },
 } as const;
 type SettingName = keyof typeof SETTINGS;
 type Raw = { [K in SettingName]: (typeof SETTINGS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
@@ -103,7 +147,7 @@ export function readConfigFile(state: string): Partial<Raw> {
   const out: Record<string, string | boolean> = {};
   for (const [key, value] of Object.entries(json)) {
     if (!Object.prototype.hasOwnProperty.call(SETTINGS, key)) throw bad(`${path}: unknown key ${JSON.stringify(key)} (known: ${Object.keys(SETTINGS).join(', ')})`);
-    const t = SETTINGS[key as SettingName].type;
+    const t = key === 'bind' && Array.isArray(value) ? 'list' : SETTINGS[key as SettingName].type;
     const ok =
       (t === 'string' && typeof value === 'string') ||
       (t === 'number' && typeof value === 'number') ||
@@ -128,6 +172,8 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
         foreground: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         ...(Object.fromEntries(Object.values(SETTINGS).map((d) => [d.flag, { type: d.type === 'boolean' ? 'boolean' : 'string' }])) as Record<string, { type: 'string' | 'boolean' }>),
+        // Several --bind flags: one per address family.
+        bind: { type: 'string', multiple: true },
       },
     }));
   } catch (err) {
@@ -140,7 +186,8 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const envDefaults: Partial<Raw> = { ...(env['BURROW_RELAY'] ? { relay: env['BURROW_RELAY'] } : {}), ...(env['BURROW_BIND'] ? { bind: env['BURROW_BIND'] } : {}) };
   const raw = {} as Raw;
   for (const [name, d] of Object.entries(SETTINGS) as [SettingName, (typeof SETTINGS)[SettingName]][]) {
-    const fromFlag = (values as Record<string, string | boolean | undefined>)[d.flag];
+    const given = (values as Record<string, string | boolean | string[] | undefined>)[d.flag];
+    const fromFlag = Array.isArray(given) ? given.join(',') : given;
     (raw as Record<string, unknown>)[name] = fromFlag ?? file[name] ?? envDefaults[name] ?? d.default;
   }
   return settingsFrom(raw, state, typeof values.socket === 'string' ? values.socket : socketPath(env), values.foreground === true);
@@ -167,6 +214,14 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
     ...(raw.bind !== undefined ? { bind: parseBind(raw.bind) } : {}),
     persist: wholeNumber('persist', raw.persist, 0),
     graceSeconds: wholeNumber('grace', raw.grace, 0),
+    keepalive: { intervalMs: wholeNumber('keepalive-interval', raw.keepaliveInterval, 0) * 1000, countMax: wholeNumber('keepalive-count', raw.keepaliveCount, 1) },
+    hostLimits: {
+      loginGraceMs: wholeNumber('login-grace-time', raw.loginGraceTime, 0) * 1000,
+      maxStartups: parseMaxStartups(raw.maxStartups ?? '10:30:100'),
+      perPeerStartups: wholeNumber('per-peer-startups', raw.perPeerStartups, 1),
+      keepaliveIntervalMs: wholeNumber('keepalive-interval', raw.keepaliveInterval, 0) * 1000,
+      keepaliveCountMax: wholeNumber('keepalive-count', raw.keepaliveCount, 1),
+    },
     logLevel: level,
     foreground,
   };

@@ -51,13 +51,14 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     persist: opts.persist,
     authMethods: () => clientAuthMethods(identity, home),
     knownHosts: { user: join(home, '.ssh', 'known_hosts'), own: join(opts.state, StateFiles.knownHosts) },
+    keepalive: opts.keepalive,
   });
   const agent: AgentContext = { pool, state: opts.state, defaultUser: userInfo().username, log };
   const forwards = new ForwardManager(pool, log);
 
   let host: Host | undefined;
   if (opts.host) {
-    host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, home, log), log });
+    host = new Host({ identity, backend: opts.hostBackend, auth: new HostAuth(opts.state, home, log), log, limits: opts.hostLimits });
     await host.validate();
     transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c) });
   }
@@ -116,7 +117,9 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
       const next = parseDaemonArgs(process.argv.slice(2));
       log.level = next.logLevel;
       pool.setPersist(next.persist);
+      pool.setKeepalive(next.keepalive);
       host?.setBackend(next.hostBackend);
+      host?.setLimits(next.hostLimits);
       opts.graceSeconds = next.graceSeconds;
       log.info({ event: 'reloaded' }, 'configuration reloaded (authorized keys and endpoints are read per connection)');
     } catch (err) {

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { BurrowError, ErrorCodes, isErrorCode } from './errors.js';
 import { IpcConnection } from './ipc/client.js';
-import { MAX_CHUNK, type Frame, type FrameOf } from './ipc/frames.js';
+import { MAX_CHUNK, MAX_COMMAND, type Frame, type FrameOf } from './ipc/frames.js';
 import { socketPath } from './paths.js';
 import type { DaemonStatusReport } from './status.js';
 
@@ -119,6 +119,11 @@ export class BurrowProcess extends EventEmitter {
 
 /** Start `command` on `target` (or a login shell when command is undefined); stream its I/O. */
 export async function spawn(target: string, command: string | undefined, opts: SessionOptions = {}): Promise<BurrowProcess> {
+  const bytes = command === undefined ? 0 : Buffer.byteLength(command);
+  if (bytes > MAX_COMMAND) {
+    opts.connection?.close();
+    throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; burrow sends commands of up to ${MAX_COMMAND} bytes (pass more as stdin)`);
+  }
   const conn = opts.connection ?? (await IpcConnection.connect({ socket: opts.socket ?? socketPath() }));
   const pty = opts.pty ? { term: opts.pty.term ?? 'xterm-256color', cols: opts.pty.cols ?? 80, rows: opts.pty.rows ?? 24 } : undefined;
   const env = opts.env ? { env: opts.env } : {};

@@ -184,21 +184,29 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
       process.on('SIGWINCH', onResize);
       restore.push(() => process.off('SIGWINCH', onResize));
     }
+    // Like ssh: TERM or HUP to us ends the session (the host hangs up the remote command) and us,
+    // so `timeout` and a closing terminal can always end a session.
+    for (const sig of ['SIGTERM', 'SIGHUP'] as const) {
+      const h = (): void => {
+        finish(128 + osConstants.signals[sig]);
+        p.disconnect();
+      };
+      process.on(sig, h);
+      restore.push(() => process.off(sig, h));
+    }
     if (!interactive) {
       // Without a PTY, ^C here would only kill us; pass it on so the remote command decides. A
       // second one ends us here (128+N), for a remote that ignores it or a daemon that stopped reading.
       let seen = 0;
-      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-        const h = (): void => {
-          if (seen++ > 0) {
-            finish(128 + osConstants.signals[sig]);
-            return p.disconnect();
-          }
-          p.kill(sig);
-        };
-        process.on(sig, h);
-        restore.push(() => process.off(sig, h));
-      }
+      const h = (): void => {
+        if (seen++ > 0) {
+          finish(128 + osConstants.signals.SIGINT);
+          return p.disconnect();
+        }
+        p.kill('SIGINT');
+      };
+      process.on('SIGINT', h);
+      restore.push(() => process.off('SIGINT', h));
     }
   });
 }

@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { MAX_CHUNK, MAX_FRAME, PROTOCOL_VERSION } from '../../shared/ipc/frames.js';
+import { MAX_CHUNK, MAX_COMMAND, MAX_FRAME, PROTOCOL_VERSION } from '../../shared/ipc/frames.js';
 
 // Run from dist/cli/native/build.js: the repo root is three levels up.
 const ROOT = new URL('../../../', import.meta.url);
@@ -27,6 +27,7 @@ const r = spawnSync(
     `-DBURROW_PROTOCOL_VERSION=${PROTOCOL_VERSION}`,
     `-DBURROW_MAX_FRAME=${MAX_FRAME}`,
     `-DBURROW_MAX_CHUNK=${MAX_CHUNK}`,
+    `-DBURROW_MAX_COMMAND=${MAX_COMMAND}`,
     // The Node that built us runs the Node CLI for what the native client hands over.
     `-DBURROW_NODE=${JSON.stringify(process.execPath)}`,
     '-o',

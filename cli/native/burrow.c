@@ -363,12 +363,13 @@ static int fail(const char *code, const char *fmt, const char *arg) {
 
 static int g_sigpipe[2] = {-1, -1};
 
-/* The first ^C (or TERM, HUP) goes to the remote command; a second one ends us here, for a remote
- * that ignores it or a daemon that has stopped reading. */
+/* The first ^C goes to the remote command; a second one ends us here, for a remote that ignores it
+ * or a daemon that has stopped reading. TERM and HUP end us at once, like ssh: our socket closes,
+ * the daemon closes the channel and the host hangs up the remote command. */
 static volatile sig_atomic_t g_signals_seen;
 
 static void on_signal(int sig) {
-  if (g_signals_seen++ > 0) {
+  if (sig != SIGINT || g_signals_seen++ > 0) {
     signal(sig, SIG_DFL);
     raise(sig);
     return;
@@ -634,6 +635,7 @@ int main(int argc, char **argv) {
   /* The words joined by spaces, as the Node CLI and ssh do. */
   size_t n = 0;
   for (int k = i; k < argc; k++) n += strlen(argv[k]) + 1;
+  if (n - 1 > BURROW_MAX_COMMAND) fallback(); /* the Node CLI refuses it with a BadArgument */
   char *command = malloc(n), *at = command;
   if (!command) die_oom();
   for (int k = i; k < argc; k++) {

@@ -38,7 +38,7 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
     ch.close();
     return;
   }
-  bridgeChannel(opened, session, target.label, conn);
+  bridgeChannel(opened, session, target.label, opened.connection); // another than conn after a reconnect
   session.onFrame((f) => handleClientFrame(ch, session, f));
   session.resume();
 }

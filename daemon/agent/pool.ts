@@ -4,13 +4,16 @@
 // `persist` seconds; a dead one is evicted and the next request reconnects. Nothing falls back
 // to anything other than what was asked for.
 
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { placeText, type Place } from '../../shared/forward.js';
 import type { Client as SshClient, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
+import { MAX_COMMAND } from '../../shared/ipc/frames.js';
 import type { ConnectionStatus } from '../../shared/status.js';
 import type { Logger } from '../log.js';
+import { LONG_EXEC_SUBSYSTEM } from '../host/session.js';
 import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.js';
 import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
@@ -39,12 +42,13 @@ export interface PoolOptions {
   authMethods: () => Promise<AuthMethod[]>;
   knownHosts: KnownHostsFiles;
   connectTimeoutMs?: number;
+  /** ServerAliveInterval (0: off) and ServerAliveCountMax. */
+  keepalive?: { intervalMs: number; countMax: number };
 }
 
-// Dead-peer detection: an SSH ping after 3 s of silence, and the connection is declared dead when
-// the next 3 s bring nothing back. Any packet from the peer (data, window adjust) resets it.
-const KEEPALIVE_INTERVAL_MS = 3000;
-const KEEPALIVE_COUNT_MAX = 1;
+// Dead-peer detection by default: an SSH ping after 3 s of silence, and the connection is declared
+// dead when the next 3 s bring nothing back. Any packet from the peer resets it.
+const DEFAULT_KEEPALIVE = { intervalMs: 3000, countMax: 1 };
 // What a server at its session limit answers: OpenSSH past MaxSessions says CONNECT_FAILED (2,
 // "open failed"), burrow's host RESOURCE_SHORTAGE (4), others ADMINISTRATIVELY_PROHIBITED (1).
 // Only taken as "busy" while this connection has other channels open.
@@ -80,6 +84,16 @@ export class PooledConnection {
 
   get waiting(): number {
     return this.waiters.length;
+  }
+
+  /** Bytes received from the server so far: unchanged means it has answered nothing since. */
+  get bytesHeard(): number {
+    return 'bytesIn' in this.stream ? this.stream.bytesIn : this.stream.bytesRead;
+  }
+
+  /** The server's software version from its SSH ident (e.g. burrow_0.1, OpenSSH_9.6). */
+  get serverSoftware(): string {
+    return (this.client as unknown as { _remoteVer?: string })._remoteVer ?? '';
   }
 
   /** Wait until a channel closes (or the connection dies). */
@@ -205,8 +219,8 @@ export class Pool extends EventEmitter {
         auth: await this.opts.authMethods(),
         hostKey,
         readyTimeoutMs: timeout,
-        keepaliveIntervalMs: KEEPALIVE_INTERVAL_MS,
-        keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+        keepaliveIntervalMs: (this.opts.keepalive ?? DEFAULT_KEEPALIVE).intervalMs,
+        keepaliveCountMax: (this.opts.keepalive ?? DEFAULT_KEEPALIVE).countMax,
       });
     } catch (err) {
       iroh?.close('ssh failed');
@@ -222,23 +236,31 @@ export class Pool extends EventEmitter {
     const c = new PooledConnection(t, client, stream, iroh);
     this.live.set(t.key, c);
     this.opts.log.info({ event: 'connected', target: t.label, key: t.key, kind: t.kind, ms: Date.now() - began, path: c.status().path }, 'connected');
-    const evict = (why: string): void => {
-      if (c.dead) return;
-      c.dead = true;
-      c.lostReason = why;
-      c.setIdleTimer(undefined);
-      if (this.live.get(t.key) === c) this.live.delete(t.key);
-      c.wakeAll();
-      this.opts.log.info({ event: 'disconnected', target: t.label, key: t.key, reason: why }, 'connection closed');
-      c.close(why);
-      this.emit('closed', c);
-    };
+    const evict = (why: string): void => this.lose(c, why);
     client.on('error', (err: Error) => evict(firstLine(err.message)));
     client.on('close', () => evict('closed'));
+    // ssh2 stays silent (no keepalive error, no close) once its stream has ended or failed, and
+    // then answers every request with "Not connected": the stream's own end is a loss too.
+    stream.once('end', () => evict('the SSH stream ended'));
+    stream.once('close', () => evict('the SSH stream closed'));
+    stream.on('error', (err: Error) => evict(firstLine(err.message)));
     void iroh?.closed.then((r) => evict(r));
     this.touch(c);
     this.emit('connected', c);
     return c;
+  }
+
+  /** A connection found dead: out of the pool (logged once), closed, its waiters woken. */
+  private lose(c: PooledConnection, why: string): void {
+    if (c.dead) return;
+    c.dead = true;
+    c.lostReason = why;
+    c.setIdleTimer(undefined);
+    if (this.live.get(c.target.key) === c) this.live.delete(c.target.key);
+    c.wakeAll();
+    this.opts.log.info({ event: 'disconnected', target: c.target.label, key: c.target.key, reason: why }, 'connection closed');
+    c.close(why);
+    this.emit('closed', c);
   }
 
   /** Note a change in use: arm the persist timer when nothing holds the connection. */
@@ -257,13 +279,22 @@ export class Pool extends EventEmitter {
   }
 
   /** Open a session channel (exec or shell), waiting while the server says it is busy. */
-  openSession(c: PooledConnection, req: SessionRequest): Promise<OpenedSession> {
-    return this.openTracked(c, 'session', (client) => openChannel(client, req));
+  openSession(c: PooledConnection, req: SessionRequest): Promise<OpenedSession & Reopened> {
+    const bytes = req.command === undefined ? 0 : Buffer.byteLength(req.command);
+    if (bytes > MAX_COMMAND) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; burrow sends commands of up to ${MAX_COMMAND} bytes (pass more as stdin)`);
+    return this.openTracked(c, 'session', (conn) => {
+      // ssh2 (burrow's host) drops any SSH packet over 35,000 bytes, and with it the whole
+      // connection; OpenSSH's limit is 256 KiB. A long command goes to a burrow host on stdin.
+      const long = req.command !== undefined && bytes > SAFE_EXEC_BYTES;
+      if (long && isBurrowServer(conn.serverSoftware)) return openChannel(conn.client, req, 'stdin');
+      if (bytes > OPENSSH_EXEC_BYTES) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} takes commands of up to ${OPENSSH_EXEC_BYTES} bytes in one SSH packet`);
+      return openChannel(conn.client, req, 'exec');
+    });
   }
 
   /** Open a subsystem channel (e.g. burrow-info@burrow) on the pooled connection. */
-  openSubsystem(c: PooledConnection, name: string): Promise<{ channel: ClientChannel; closed: Promise<void> }> {
-    return this.openTracked(c, `subsystem ${name}`, (client) => new Promise((resolve, reject) => {
+  openSubsystem(c: PooledConnection, name: string): Promise<{ channel: ClientChannel; closed: Promise<void> } & Reopened> {
+    return this.openTracked(c, `subsystem ${name}`, ({ client }) => new Promise((resolve, reject) => {
       client.subsys(name, (err, ch) => {
         if (err) return reject(err);
         resolve({ channel: ch, closed: new Promise<void>((r) => ch.once('close', () => r())) });
@@ -272,36 +303,55 @@ export class Pool extends EventEmitter {
   }
 
   /** Open an SFTP channel on the pooled connection. */
-  openSftp(c: PooledConnection): Promise<OpenedSftp> {
-    return this.openTracked(c, 'sftp', (client) => openSftpChannel(client));
+  openSftp(c: PooledConnection): Promise<OpenedSftp & Reopened> {
+    return this.openTracked(c, 'sftp', ({ client }) => openSftpChannel(client));
   }
 
   /**
    * Count a channel from the attempt on (so the persist timer cannot fire under it), wait for a
    * free slot when the server says it is busy while others are open, and release it on close.
+   * A connection found dead before the server answered anything to this open (a host that
+   * restarted unnoticed) is replaced once: the command cannot have started. Once the server
+   * has answered, a loss is the caller's Disconnected, never a retry.
    */
-  private async openTracked<T extends { closed: Promise<void> }>(c: PooledConnection, what: string, open: (client: SshClient) => Promise<T>): Promise<T> {
+  private async openTracked<T extends { closed: Promise<void> }>(first: PooledConnection, what: string, open: (c: PooledConnection) => Promise<T>): Promise<T & Reopened> {
+    let c = first;
+    let reconnected = false;
     for (;;) {
       if (c.dead) throw new BurrowError(ErrorCodes.Disconnected, `connection to ${c.target.label} was lost`);
       c.channels++;
       c.setIdleTimer(undefined);
+      const heardBefore = c.bytesHeard;
       try {
-        const opened = await open(c.client);
+        const opened = await open(c);
+        const conn = c;
         void opened.closed.then(() => {
-          c.channels--;
-          c.wakeOne();
-          this.touch(c);
+          conn.channels--;
+          conn.wakeOne();
+          this.touch(conn);
         });
-        return opened;
+        return Object.assign(opened, { connection: c });
       } catch (err) {
         c.channels--;
+        if (err instanceof BurrowError && err.code === ErrorCodes.BadArgument) {
+          this.touch(c);
+          throw err;
+        }
+        // ssh2's word for a client whose stream is gone though no event said so.
+        if (/Not connected/.test((err as Error).message)) this.lose(c, 'the SSH stream is gone');
         const reason = (err as { reason?: number }).reason;
         if (!c.dead && reason !== undefined && BUSY_REASONS.has(reason) && c.channels > 0) {
           await c.waitForSlot();
           continue;
         }
         this.touch(c);
-        if (c.dead) throw new BurrowError(ErrorCodes.Disconnected, `connection to ${c.target.label} was lost`);
+        if (c.dead && !reconnected && c.bytesHeard === heardBefore && !this.closing) {
+          reconnected = true;
+          this.opts.log.info({ event: 'reconnect', target: c.target.label, reason: c.lostReason, what }, 'connection was dead before the server answered: reconnecting once');
+          c = await this.get(c.target);
+          continue;
+        }
+        if (c.dead) throw new BurrowError(ErrorCodes.Disconnected, `connection to ${c.target.label} was lost: ${c.lostReason ?? 'closed'}`);
         throw new BurrowError(ErrorCodes.ChannelRefused, `${c.target.label} refused the ${what}: ${firstLine((err as Error).message)}`, { cause: err });
       }
     }
@@ -320,19 +370,12 @@ export class Pool extends EventEmitter {
   }
 
   private drop(c: PooledConnection, why: string): void {
-    if (c.dead) return;
-    c.dead = true;
-    c.lostReason = why;
-    this.live.delete(c.target.key);
-    c.wakeAll();
-    this.opts.log.info({ event: 'disconnected', target: c.target.label, key: c.target.key, reason: why }, 'connection closed');
-    c.close(why);
-    this.emit('closed', c);
+    this.lose(c, why);
   }
 
   /** Open a forwarding channel (direct-tcpip or direct-streamlocal), counted like a session. */
-  openForward(c: PooledConnection, to: Place, from: { host: string; port: number }): Promise<{ channel: ClientChannel; closed: Promise<void> }> {
-    return this.openTracked(c, `forward to ${placeText(to)}`, (client) => new Promise((resolve, reject) => {
+  openForward(c: PooledConnection, to: Place, from: { host: string; port: number }): Promise<{ channel: ClientChannel; closed: Promise<void> } & Reopened> {
+    return this.openTracked(c, `forward to ${placeText(to)}`, ({ client }) => new Promise((resolve, reject) => {
       const cb = (err: Error | undefined, ch: ClientChannel): void => {
         if (err) return reject(err);
         const closed = new Promise<void>((r) => ch.once('close', () => r()));
@@ -350,6 +393,11 @@ export class Pool extends EventEmitter {
   closeAll(reason: string): void {
     this.closing = true;
     for (const c of [...this.live.values()]) this.drop(c, reason);
+  }
+
+  /** A reloaded keepalive applies to connections made from now on. */
+  setKeepalive(k: { intervalMs: number; countMax: number }): void {
+    this.opts.keepalive = k;
   }
 
   /** A reloaded persist applies from the next idle moment on. */
@@ -372,7 +420,25 @@ export interface OpenedSession {
   closed: Promise<void>;
 }
 
-function openChannel(client: SshClient, req: SessionRequest): Promise<OpenedSession> {
+/** The connection a channel was opened on: another than the one asked for after a reconnect. */
+export interface Reopened {
+  connection: PooledConnection;
+}
+
+// An exec request of this many command bytes still fits ssh2's 35,000-byte packet limit.
+const SAFE_EXEC_BYTES = 34_000;
+// OpenSSH reads packets of up to 256 KiB; leave room for the request's own fields.
+const OPENSSH_EXEC_BYTES = 256 * 1024 - 1024;
+
+function isBurrowServer(software: string): boolean {
+  return software.startsWith('burrow_');
+}
+
+/**
+ * Open a session channel and start the command: as an exec request, or (`stdin`) as burrow's
+ * exec subsystem, where the command goes first on the channel as a 4-byte length and its bytes.
+ */
+function openChannel(client: SshClient, req: SessionRequest, how: 'exec' | 'stdin' = 'exec'): Promise<OpenedSession> {
   return new Promise((resolve, reject) => {
     // ssh2 may deliver exit-status and close in the same chunk as the open confirmation, before
     // any promise continuation runs: listeners go on here, synchronously, or those events are lost.
@@ -383,15 +449,61 @@ function openChannel(client: SshClient, req: SessionRequest): Promise<OpenedSess
         exit = signal ? { signal: signal.replace(/^SIG/, '') } : { code: code ?? 255 };
       });
       const closed = new Promise<void>((r) => ch.once('close', () => r()));
+      if (how === 'stdin') {
+        const cmd = Buffer.from(req.command ?? '');
+        const len = Buffer.alloc(4);
+        len.writeUInt32BE(cmd.length);
+        ch.write(Buffer.concat([len, cmd]));
+      }
       resolve({ channel: ch, exit: () => exit, closed });
     };
     try {
       if (req.command === undefined) client.shell(req.pty ?? false, { env: req.env ?? {} }, cb);
+      else if (how === 'stdin') openLongExec(client, req, cb);
       else client.exec(req.command, { ...(req.pty ? { pty: req.pty } : {}), env: req.env ?? {} }, cb);
     } catch (err) {
       reject(err instanceof Error ? err : new Error(String(err)));
     }
   });
+}
+
+/**
+ * ssh2's exec() sends env and pty-req before its exec request; its subsys() sends neither. So the
+ * long command goes through exec() with a one-time marker that our hook on the protocol turns
+ * into the subsystem request, for that channel only (other channels may be opening meanwhile).
+ */
+function openLongExec(client: SshClient, req: SessionRequest, cb: (err: Error | undefined, ch: ClientChannel) => void): void {
+  const markers = longExecMarkers(client);
+  const marker = `\0burrow-long-exec ${randomUUID()}`;
+  markers.add(marker);
+  try {
+    client.exec(marker, { ...(req.pty ? { pty: req.pty } : {}), env: req.env ?? {} }, (err, ch) => {
+      markers.delete(marker); // used, or the channel never got that far
+      cb(err, ch);
+    });
+  } catch (err) {
+    markers.delete(marker);
+    throw err;
+  }
+}
+
+type ExecProto = { exec(chan: number, cmd: string, wantReply: boolean): void; subsystem(chan: number, name: string, wantReply: boolean): void };
+const hooked = new WeakMap<ExecProto, Set<string>>();
+
+/** The pending markers of a client, hooking its protocol's exec request once. */
+function longExecMarkers(client: SshClient): Set<string> {
+  const proto = (client as unknown as { _protocol: ExecProto })._protocol;
+  let markers = hooked.get(proto);
+  if (markers) return markers;
+  const pending = new Set<string>();
+  const orig = proto.exec;
+  proto.exec = function (this: ExecProto, chan: number, cmd: string, wantReply: boolean): void {
+    if (pending.delete(cmd)) return this.subsystem(chan, LONG_EXEC_SUBSYSTEM, wantReply);
+    orig.call(this, chan, cmd, wantReply);
+  };
+  hooked.set(proto, pending);
+  markers = pending;
+  return markers;
 }
 
 export interface OpenedSftp {

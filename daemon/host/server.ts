@@ -20,11 +20,33 @@ export type HostBackend =
   | { kind: 'builtin'; maxSessions: number; acceptEnv: readonly string[]; forwarding: ForwardPolicy }
   | { kind: 'sshd'; host: string; port: number; open: boolean };
 
+/** sshd's pre-auth limits and ClientAlive*, in burrow's terms. */
+export interface HostLimits {
+  /** LoginGraceTime: a connection not authenticated by then is closed (0: never). */
+  loginGraceMs: number;
+  /** MaxStartups start:rate:full over unauthenticated connections, all peers together. */
+  maxStartups: { start: number; rate: number; full: number };
+  /** Unauthenticated connections one endpoint may hold (PerSourceMaxStartups). */
+  perPeerStartups: number;
+  /** ClientAliveInterval (0: off) and ClientAliveCountMax: an SSH ping after this much silence. */
+  keepaliveIntervalMs: number;
+  keepaliveCountMax: number;
+}
+
+export const DEFAULT_HOST_LIMITS: HostLimits = {
+  loginGraceMs: 30_000,
+  maxStartups: { start: 10, rate: 30, full: 100 },
+  perPeerStartups: 10,
+  keepaliveIntervalMs: 3000,
+  keepaliveCountMax: 1,
+};
+
 export interface HostOptions {
   identity: Identity;
   backend: HostBackend;
   auth: HostAuth;
   log: Logger;
+  limits?: HostLimits;
   /** Seconds between SIGHUP and SIGKILL for the processes of a dropped connection. */
   hangupGraceMs?: number;
 }
@@ -52,8 +74,50 @@ export class Host {
   private readonly idleWaiters: (() => void)[] = [];
   /** Session channels served since start, for status. */
   sessionsServed = 0;
+  /** Connections not yet authenticated, by endpoint id (MaxStartups counts them). */
+  private readonly unauthenticated = new Map<string, number>();
+  /** Startups counted at authorization, taken over by handle(). */
+  private readonly reserved = new Map<string, (() => void)[]>();
+  private unauthenticatedTotal = 0;
+  private limits: HostLimits;
 
-  constructor(private readonly opts: HostOptions) {}
+  constructor(private readonly opts: HostOptions) {
+    this.limits = opts.limits ?? DEFAULT_HOST_LIMITS;
+  }
+
+  /** Apply reloaded limits to new connections. */
+  setLimits(limits: HostLimits): void {
+    this.limits = limits;
+  }
+
+  /** MaxStartups: refuse while too many connections are unauthenticated (randomly from start, always at full). */
+  private startupRefusal(remoteId: string): string | undefined {
+    const { start, rate, full } = this.limits.maxStartups;
+    const total = this.unauthenticatedTotal;
+    if ((this.unauthenticated.get(remoteId) ?? 0) >= this.limits.perPeerStartups) return `too many unauthenticated connections from this endpoint (limit ${this.limits.perPeerStartups})`;
+    if (total >= full) return `too many unauthenticated connections (limit ${full})`;
+    if (total >= start) {
+      // sshd's ramp: rate% at start, rising linearly to 100% at full.
+      const p = rate + ((100 - rate) * (total - start)) / Math.max(1, full - start);
+      if (Math.random() * 100 < p) return `too many unauthenticated connections (${total}, refusing from ${start})`;
+    }
+    return undefined;
+  }
+
+  /** Count a connection as unauthenticated until `done` is called (once). */
+  private startup(remoteId: string): () => void {
+    this.unauthenticated.set(remoteId, (this.unauthenticated.get(remoteId) ?? 0) + 1);
+    this.unauthenticatedTotal++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.unauthenticatedTotal--;
+      const n = (this.unauthenticated.get(remoteId) ?? 1) - 1;
+      if (n <= 0) this.unauthenticated.delete(remoteId);
+      else this.unauthenticated.set(remoteId, n);
+    };
+  }
 
   /** Apply a reloaded configuration to new sessions (SIGHUP); live ones keep theirs. */
   setBackend(backend: HostBackend): void {
@@ -87,6 +151,13 @@ export class Host {
   readonly authorize: Authorize = async (remoteId) => {
     const requireList = this.opts.backend.kind === 'sshd' && !this.opts.backend.open;
     const verdict = this.closing ? { ok: false as const, reason: 'host is shutting down' } : await this.opts.auth.endpointAllowed(remoteId, requireList);
+    const crowded = verdict.ok ? this.startupRefusal(remoteId) : undefined;
+    if (crowded) {
+      this.opts.log.warn({ event: 'connection_refused', remote: remoteId, reason: crowded, unauthenticated: this.unauthenticatedTotal }, 'connection refused: MaxStartups');
+      return { ok: false, reason: crowded };
+    }
+    // Counted from here, in the same tick as the check, so concurrent handshakes cannot overshoot.
+    if (verdict.ok) this.reserved.set(remoteId, [...(this.reserved.get(remoteId) ?? []), this.startup(remoteId)]);
     if (verdict.ok) this.opts.log.info({ event: 'connection_accepted', remote: remoteId, backend: this.opts.backend.kind }, 'connection accepted');
     else this.opts.log.warn({ event: 'connection_refused', remote: remoteId, reason: verdict.reason }, 'connection refused');
     return verdict;
@@ -107,7 +178,25 @@ export class Host {
   handle(conn: IrohConnection): void {
     this.live.add(conn);
     const began = Date.now();
+    // Unauthenticated until SSH auth succeeds (built-in) or sshd answers (sshd backend, which
+    // applies its own LoginGraceTime from there on).
+    const mine = this.reserved.get(conn.remoteId);
+    const authenticated = mine?.shift() ?? this.startup(conn.remoteId);
+    if (mine?.length === 0) this.reserved.delete(conn.remoteId);
+    const graceMs = this.limits.loginGraceMs;
+    const grace =
+      graceMs > 0
+        ? setTimeout(() => {
+            this.opts.log.warn({ event: 'login_grace_expired', remote: conn.remoteId, graceSeconds: graceMs / 1000 }, 'connection closed: not authenticated within the login grace time');
+            conn.close('not authenticated within the login grace time', CloseCode.Refused);
+          }, graceMs)
+        : undefined;
+    const authed = (): void => {
+      clearTimeout(grace);
+      authenticated();
+    };
     void conn.closed.then((reason) => {
+      authed();
       this.live.delete(conn);
       this.opts.log.info({ event: 'connection_closed', remote: conn.remoteId, reason, durationMs: Date.now() - began }, 'connection closed');
     });
@@ -119,8 +208,8 @@ export class Host {
         return; // closed before opening a stream
       }
       stream.once('close', () => conn.close('ssh stream ended'));
-      if (this.opts.backend.kind === 'builtin') this.serveBuiltin(conn, stream, this.opts.backend);
-      else this.pipeToSshd(conn, stream, this.opts.backend);
+      if (this.opts.backend.kind === 'builtin') this.serveBuiltin(conn, stream, this.opts.backend, authed);
+      else this.pipeToSshd(conn, stream, this.opts.backend, authed);
       // One SSH stream per connection: anything more is refused, never read.
       for (;;) {
         const extra = await conn.acceptStream().catch(() => null);
@@ -131,7 +220,7 @@ export class Host {
     })();
   }
 
-  private serveBuiltin(conn: IrohConnection, stream: Duplex, backend: Extract<HostBackend, { kind: 'builtin' }>): void {
+  private serveBuiltin(conn: IrohConnection, stream: Duplex, backend: Extract<HostBackend, { kind: 'builtin' }>, authed: () => void): void {
     const log = this.opts.log;
     const remote = conn.remoteId;
     const procs = new Set<RunningProcess>();
@@ -144,6 +233,8 @@ export class Host {
       client.on('error', (err: Error) => log.debug({ remote, err: err.message }, 'ssh connection error'));
       client.on('authentication', (ctx: AuthContext) => void this.authenticate(ctx, remote, ++authTries, client));
       client.on('ready', () => {
+        authed();
+        this.keepAlive(conn, stream, client);
         client.on('session', (accept, reject) => {
           if (sessions >= backend.maxSessions) {
             log.warn({ event: 'session_refused', remote, limit: backend.maxSessions }, 'session refused: channel limit');
@@ -213,7 +304,7 @@ export class Host {
     ctx.accept();
   }
 
-  private pipeToSshd(conn: IrohConnection, stream: Duplex, b: Extract<HostBackend, { kind: 'sshd' }>): void {
+  private pipeToSshd(conn: IrohConnection, stream: Duplex, b: Extract<HostBackend, { kind: 'sshd' }>, authed: () => void): void {
     const log = this.opts.log;
     const began = Date.now();
     let bytesIn = 0;
@@ -222,6 +313,7 @@ export class Host {
     stream.pause();
     dialTcp(b.host, b.port, 10_000).then(
       (sock) => {
+        authed();
         sock.on('data', (d: Buffer) => (bytesOut += d.length));
         log.info({ event: 'session_start', remote: conn.remoteId, kind: 'sshd', sshd: `${b.host}:${b.port}` }, 'session start');
         this.running++;
@@ -248,6 +340,45 @@ export class Host {
         conn.close('host cannot reach its sshd', CloseCode.Protocol);
       },
     );
+  }
+
+  /**
+   * ClientAlive: after `interval` of silence from the client, an SSH ping (which any SSH client
+   * answers); after `count` unanswered ones the client is gone and the connection is closed, so
+   * its processes are hung up without waiting for QUIC's idle timeout.
+   */
+  private keepAlive(conn: IrohConnection, stream: Duplex, client: SshServerConn): void {
+    const { keepaliveIntervalMs: interval, keepaliveCountMax: countMax } = this.limits;
+    if (interval <= 0) return;
+    let lastHeard = Date.now();
+    let unanswered = 0;
+    const heard = (): void => {
+      lastHeard = Date.now();
+      unanswered = 0;
+    };
+    stream.on('data', heard);
+    const proto = (client as unknown as { _protocol?: { ping(): void } })._protocol;
+    const timer = setInterval(() => {
+      if (Date.now() - lastHeard < interval) return;
+      if (unanswered >= countMax) {
+        clearInterval(timer);
+        this.opts.log.warn({ event: 'keepalive_timeout', remote: conn.remoteId, silentMs: Date.now() - lastHeard }, 'client stopped answering: closing the connection');
+        client.end();
+        stream.destroy();
+        conn.close('keepalive timeout');
+        return;
+      }
+      unanswered++;
+      lastHeard = Date.now(); // the next check comes one interval after this ping
+      try {
+        proto?.ping();
+      } catch {
+        // the connection is closing
+      }
+    }, Math.max(100, Math.floor(interval / 4)));
+    timer.unref();
+    void conn.closed.then(() => clearInterval(timer));
+    stream.once('close', () => clearInterval(timer));
   }
 
   /** A dropped connection's processes get SIGHUP, then SIGKILL after a grace period. */

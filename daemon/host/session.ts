@@ -3,6 +3,7 @@
 // after it (window-change, signal) reach the running process.
 
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as nodePty from '@lydell/node-pty';
 import type { ServerChannel, Session, PseudoTtyInfo } from 'ssh2';
@@ -35,6 +36,30 @@ export interface RunningProcess {
   readonly done: Promise<void>;
 }
 
+/** The subsystem that reads its command from the channel: for commands over one SSH packet (see daemon/agent/pool.ts). */
+export const LONG_EXEC_SUBSYSTEM = 'exec@burrow';
+/** Longest command taken that way (as the agent's MAX_COMMAND, with room). */
+const LONG_EXEC_MAX = 1024 * 1024;
+// Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN): a longer command goes to the
+// shell in pieces it joins itself.
+const ARG_PIECE = 64 * 1024;
+const JOIN_AND_RUN = '__burrow_cmd=$(printf %s "$@"); set --; eval "$__burrow_cmd"';
+
+/** `$SHELL` arguments that run `command`, whatever its length. */
+function shellArgs(command: string): string[] {
+  const bytes = Buffer.from(command);
+  if (bytes.length <= ARG_PIECE) return ['-c', command];
+  const pieces: string[] = [];
+  let off = 0;
+  while (off < bytes.length) {
+    let end = Math.min(off + ARG_PIECE, bytes.length);
+    while (end < bytes.length && (bytes[end]! & 0xc0) === 0x80) end--; // never split a UTF-8 character
+    pieces.push(bytes.subarray(off, end).toString());
+    off = end;
+  }
+  return ['-c', JOIN_AND_RUN, 'burrow', ...pieces];
+}
+
 // RFC 4254 §6.10: the signal names a client may send.
 const SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
 
@@ -61,6 +86,44 @@ export function killGroup(pid: number, sig: NodeJS.Signals): void {
       // gone
     }
   }
+}
+
+/** The foreground process group of a process's controlling terminal (tpgid in /proc/PID/stat), if any. */
+function terminalForegroundGroup(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces: state ppid pgrp session tty_nr tpgid.
+    const tpgid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[5]);
+    return tpgid > 0 ? tpgid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The command at the head of an exec@burrow channel (u32 length, UTF-8 bytes); what follows stays for the process's stdin. */
+function readLongCommand(ch: ServerChannel): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const onData = (d: Buffer): void => {
+      got = Buffer.concat([got, d]);
+      if (got.length < 4) return;
+      const len = got.readUInt32BE(0);
+      if (len > LONG_EXEC_MAX) return done(new Error(`command of ${len} bytes is over the limit of ${LONG_EXEC_MAX}`));
+      if (got.length < 4 + len) return;
+      done(undefined, got.subarray(4, 4 + len).toString(), got.subarray(4 + len));
+    };
+    const onEnd = (): void => done(new Error('the channel ended before its command'));
+    const done = (err: Error | undefined, command?: string, rest?: Buffer): void => {
+      ch.off('data', onData);
+      ch.off('end', onEnd);
+      ch.pause();
+      if (err) return reject(err);
+      if (rest && rest.length > 0) ch.unshift(rest);
+      resolve(command ?? '');
+    };
+    ch.on('data', onData);
+    ch.once('end', onEnd);
+  });
 }
 
 export function serveSession(session: Session, ctx: SessionContext, onClose: () => void): void {
@@ -111,14 +174,25 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       BURROW_REMOTE: ctx.remote,
       ...env,
     };
-    const args = command === undefined ? ['-l'] : ['-c', command];
+    const args = command === undefined ? ['-l'] : shellArgs(command);
     const began = Date.now();
     const kind = command === undefined ? 'shell' : 'exec';
     const logged = { event: 'session_start', remote: ctx.remote, kind, command: command?.slice(0, 200), pty: pty !== undefined };
     ctx.log.info(logged, 'session start');
     let bytesIn = 0;
     let bytesOut = 0;
+    let exited = false;
+    /** Set once the process runs: what the client closing the channel does to it. */
+    let hangUp: (() => void) | undefined;
+    // Like sshd hanging up the PTY: a channel the client closed (~., terminal gone, client killed)
+    // takes its process with it; the exit is then logged as usual.
+    channel.once('close', () => {
+      if (exited || !hangUp) return;
+      ctx.log.info({ event: 'session_hangup', remote: ctx.remote, kind, pid: proc?.pid }, 'channel closed by the client: hanging up');
+      hangUp();
+    });
     const finish = (exit: { code: number } | { signal: string }): void => {
+      exited = true;
       try {
         if ('code' in exit) channel.exit(exit.code);
         else if (SIGNALS.has(exit.signal)) channel.exit(exit.signal, false, '');
@@ -139,6 +213,14 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       proc = { pid: p.pid, resize: (c, r) => c > 0 && r > 0 && p.resize(c, r) };
       let resolveDone!: () => void;
       ctx.track({ pid: p.pid, done: new Promise<void>((r) => (resolveDone = r)) });
+      hangUp = () => {
+        // The shell's job in the foreground has a group of its own: it hears the hang-up too.
+        const fg = terminalForegroundGroup(p.pid);
+        // destroy(), absent from node-pty's typings, closes the PTY master: the kernel hangs up the terminal.
+        (p as nodePty.IPty & { destroy(): void }).destroy();
+        killGroup(p.pid, 'SIGHUP');
+        if (fg !== undefined && fg !== p.pid) killGroup(fg, 'SIGHUP');
+      };
       // PTY output is raw bytes (encoding: null); a full channel window pauses the PTY.
       p.onData((d: string | Buffer) => {
         const b = typeof d === 'string' ? Buffer.from(d) : d;
@@ -169,7 +251,10 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     const pid = child.pid;
     proc = { pid: pid ?? -1, resize: () => undefined };
     const done = new Promise<void>((resolve) => child.once('close', () => resolve()));
-    if (pid !== undefined) ctx.track({ pid, done });
+    if (pid !== undefined) {
+      ctx.track({ pid, done });
+      hangUp = () => killGroup(pid, 'SIGHUP');
+    }
     child.stdout?.on('data', (d: Buffer) => (bytesOut += d.length));
     child.stderr?.on('data', (d: Buffer) => (bytesOut += d.length));
     // end: false — exit-status must go out before the channel ends, or it and late stderr are lost.
@@ -193,6 +278,23 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     serveSftp(accept(), { home: ctx.user.home, remote: ctx.remote, log: ctx.log });
   });
   session.on('subsystem', (accept, reject, info) => {
+    if (info.name === LONG_EXEC_SUBSYSTEM && !started) {
+      started = true; // no second exec on this channel, and no pty-req from now on
+      const ch = accept();
+      readLongCommand(ch).then(
+        (command) => {
+          start(ch, command);
+          ch.resume(); // paused while the command was read
+        },
+        (err: Error) => {
+          ctx.log.warn({ event: 'session_refused', remote: ctx.remote, kind: 'exec', reason: err.message }, 'long command refused');
+          ch.stderr.write(`burrow: ${err.message}\n`);
+          ch.exit(255);
+          ch.end();
+        },
+      );
+      return;
+    }
     if (info.name === INFO_SUBSYSTEM) {
       const ch = accept();
       hostInfo().then(

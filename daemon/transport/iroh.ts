@@ -26,8 +26,11 @@ export interface BindOptions {
   /** 32-byte ed25519 seed: the endpoint's identity. */
   seed: Uint8Array;
   relay: RelaySetting;
-  /** `ip:port` to bind (IPv4); default all interfaces, random port. */
-  bind?: string;
+  /**
+   * Exactly the addresses to bind and advertise (`ip:port`, `[ipv6]:port`, at most one per
+   * family); default every interface of both families on random ports.
+   */
+  bind?: string | string[];
   log: Logger;
 }
 
@@ -293,6 +296,8 @@ export class IrohTransport {
   private constructor(
     private readonly endpoint: Iroh.Endpoint,
     private readonly log: Logger,
+    /** Set when --bind named addresses: the families the user named, the only ones advertised. */
+    private readonly named?: { v4: boolean; v6: boolean },
   ) {}
 
   static async bind(opts: BindOptions): Promise<IrohTransport> {
@@ -313,11 +318,24 @@ export class IrohTransport {
     }
     b.secretKey(toIrohBytes(opts.seed));
     b.alpns([ALPN_BYTES]);
-    if (opts.bind) b.bindAddr(opts.bind);
+    const binds = opts.bind === undefined ? [] : typeof opts.bind === 'string' ? [opts.bind] : opts.bind;
+    let named: { v4: boolean; v6: boolean } | undefined;
+    if (binds.length > 0) {
+      named = { v4: binds.some((a) => !a.startsWith('[')), v6: binds.some((a) => a.startsWith('[')) };
+      // PITFALL: the binding cannot drop iroh's default socket of the family not named (it has no
+      // clear_ip_transports), which would listen on every interface of that family. Pin it to
+      // loopback instead, where no other machine reaches it, and never advertise it.
+      const all = [...binds, ...(named.v4 ? [] : ['127.0.0.1:0']), ...(named.v6 ? [] : ['[::1]:0'])];
+      try {
+        for (const a of all) b.bindAddr(a);
+      } catch (err) {
+        throw irohError(err, ErrorCodes.BadArgument, `bind ${binds.join(',')}`);
+      }
+    }
     try {
-      return new IrohTransport(await b.bind(), opts.log);
+      return new IrohTransport(await b.bind(), opts.log, named);
     } catch (err) {
-      throw irohError(err, ErrorCodes.IoError, `bind ${opts.bind ?? 'endpoint'}`);
+      throw irohError(err, ErrorCodes.IoError, `bind ${binds.join(',') || 'endpoint'}`);
     }
   }
 
@@ -341,7 +359,10 @@ export class IrohTransport {
       if (s.startsWith('0.0.0.0:') || s.startsWith('127.0.0.1:')) direct.add(`127.0.0.1:${port}`);
       else if (s.startsWith('[::]:') || s.startsWith('[::1]:')) direct.add(`[::1]:${port}`);
     }
-    return { ...a, direct: [...direct] };
+    // With --bind, only the named families are advertised (the other is a loopback stand-in).
+    const named = this.named;
+    const advertised = named ? [...direct].filter((d) => (d.startsWith('[') ? named.v6 : named.v4)) : [...direct];
+    return { ...a, direct: advertised.sort() };
   }
 
   ticket(): string {

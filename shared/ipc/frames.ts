@@ -8,6 +8,8 @@ export const PROTOCOL_VERSION = 1;
 export const MAX_FRAME = 1024 * 1024;
 /** Largest data chunk carried in one stdin/stdout/stderr frame. */
 export const MAX_CHUNK = 64 * 1024;
+/** Longest remote command, in UTF-8 bytes (about what OpenSSH's sshd takes in one packet). */
+export const MAX_COMMAND = 256 * 1024;
 
 type Kind = 'string' | 'uint' | 'int' | 'bool' | 'bytes' | 'strings' | 'map' | 'object';
 type FieldSpec = Kind | `${Kind}?`;
