@@ -7,6 +7,8 @@ export interface ConnectionStatus {
   /** The pool key: user@endpoint-id or user@host:port. */
   key: string;
   kind: 'iroh' | 'tcp';
+  /** Set on the target's second connection, which carries copies and forwards apart from shells. */
+  lane?: 'bulk';
   endpointId?: string;
   /** Remote address of the path in use. */
   remote?: string;

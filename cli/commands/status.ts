@@ -76,7 +76,8 @@ export async function statusCommand(ctx: CliContext, args: string[]): Promise<nu
     for (const c of conns) {
       const rtt = typeof c['rttMs'] === 'number' ? `${c['rttMs']}ms` : '-';
       const name = c['alias'] !== undefined && c['alias'] !== c['target'] ? `${str(c['alias'])} (${str(c['target']).slice(0, 20)}${str(c['target']).length > 20 ? '...' : ''})` : str(c['target']);
-      lines.push([name, `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), humanBytes(num(c['bytesIn'])), humanBytes(num(c['bytesOut']))].join('\t'));
+      const lane = c['lane'] === 'bulk' ? ' (bulk)' : '';
+      lines.push([name + lane, `${str(c['path'])}${c['remote'] ? ` ${str(c['remote'])}` : ''}`, rtt, `${num(c['channels'])}${num(c['waiting']) ? `+${num(c['waiting'])} waiting` : ''}`, duration(num(c['idleSeconds'])), humanBytes(num(c['bytesIn'])), humanBytes(num(c['bytesOut']))].join('\t'));
     }
   }
   process.stdout.write(lines.join('\n') + '\n');

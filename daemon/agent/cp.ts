@@ -24,6 +24,7 @@ import { LocalTree, RemoteTree, Sftp, type Attrs, type Endpoint, type Meta, type
 import type { AgentContext } from './ops.js';
 import type { PooledConnection } from './pool.js';
 import { resolveTarget } from './resolve.js';
+import { bulkLane } from './pool.js';
 
 // ssh2 caps one SFTP READ/WRITE at 34000 - 2048 bytes unless the server is OpenSSH, and splits a
 // larger one into requests sent one after the other's reply: a 32 KiB chunk to burrow's own host
@@ -425,7 +426,7 @@ export async function runCopy(ctx: AgentContext, req: FrameOf<'cp'>, session: Ip
   }
   const opts: Options = { recursive: req.recursive ?? false, preserve: req.preserve ?? false, resume: req.resume ?? false, follow: req.follow ?? false };
   const target = await resolveTarget(label, ctx.state, ctx.defaultUser);
-  const conn = await ctx.pool.get(target);
+  const conn = await ctx.pool.get(bulkLane(target));
   const opened = await ctx.pool.openSftp(conn);
   const sftp = new Sftp(opened.sftp);
   const unwatch = watchLoss(conn, opened, sftp, label);

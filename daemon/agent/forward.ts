@@ -11,7 +11,7 @@ import { cancelCandidates, forwardText, placeText, sameForward, type ForwardSpec
 import type { ForwardStatus } from '../../shared/status.js';
 import { splice } from '../host/forwarding.js';
 import type { Logger } from '../log.js';
-import type { Pool, PooledConnection, ResolvedTarget } from './pool.js';
+import { bulkLane, type Pool, type PooledConnection, type ResolvedTarget } from './pool.js';
 import { readSocksRequest } from './socks.js';
 
 class Forward {
@@ -84,7 +84,7 @@ export class ForwardManager {
 
   /** Set a forward up; nothing is left half-made when it fails. */
   async add(target: ResolvedTarget, spec: ForwardSpec, detached: boolean): Promise<ForwardStatus> {
-    const f = new Forward(String(this.nextId++), target, spec, detached);
+    const f = new Forward(String(this.nextId++), bulkLane(target), spec, detached);
     const conn = await this.pool.get(target);
     if (spec.type === 'remote') await this.requestRemote(f, conn);
     else {

@@ -23,6 +23,17 @@ export type ResolvedTarget =
   | { kind: 'iroh'; key: string; label: string; user: string; endpointId: string; peer: PeerAddr }
   | { kind: 'tcp'; key: string; label: string; user: string; host: string; port: number };
 
+/**
+ * The lane for bulk work (file copies, forwards) to a target: its own SSH connection (and so its
+ * own QUIC connection or TCP socket), so that megabytes queued for a copy never sit in front of a
+ * keystroke on the interactive connection (ssh2 multiplexes every channel into one byte stream
+ * and lets each channel queue a whole 2 MiB window into it).
+ */
+export function bulkLane(t: ResolvedTarget): ResolvedTarget {
+  return t.key.endsWith(BULK_SUFFIX) ? t : { ...t, key: t.key + BULK_SUFFIX };
+}
+const BULK_SUFFIX = '#bulk';
+
 export interface PoolOptions {
   transport: IrohTransport;
   log: Logger;
@@ -109,6 +120,7 @@ export class PooledConnection {
       target: this.target.label,
       key: this.target.key,
       kind: this.target.kind,
+      ...(this.target.key.endsWith(BULK_SUFFIX) ? { lane: 'bulk' as const } : {}),
       path: 'tcp',
       channels: this.channels,
       waiting: this.waiters.length,
@@ -351,12 +363,16 @@ export class Pool extends EventEmitter {
     }
   }
 
-  /** Close a target's connection; false when there was none. */
+  /** Close a target's connections (both lanes); false when there was none. */
   disconnect(key: string): boolean {
-    const c = this.live.get(key);
-    if (!c) return false;
-    this.drop(c, 'disconnect requested');
-    return true;
+    let closed = false;
+    for (const k of [key, key + BULK_SUFFIX]) {
+      const c = this.live.get(k);
+      if (!c) continue;
+      this.drop(c, 'disconnect requested');
+      closed = true;
+    }
+    return closed;
   }
 
   private drop(c: PooledConnection, why: string): void {

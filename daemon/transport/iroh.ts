@@ -123,7 +123,10 @@ function endpointAddrOf(p: PeerAddr): Iroh.EndpointAddr {
   return new iroh.EndpointAddr(id, p.relayUrl ?? null, p.direct);
 }
 
-const READ_SIZE = 64 * 1024;
+// Slices of what crosses the binding at once; see _write and pump. Smaller slices keep the event
+// loop responsive under bulk load, larger ones cost fewer crossings (bench/interactive, bench/cp).
+const READ_SIZE = Number(process.env['BURROW_IROH_READ'] ?? 64 * 1024);
+const WRITE_SLICE = Number(process.env['BURROW_IROH_WRITE'] ?? 64 * 1024);
 
 /** A Node Duplex over one QUIC bi-stream, with backpressure both ways and half-close. */
 export class IrohStream extends Duplex {
@@ -140,14 +143,24 @@ export class IrohStream extends Duplex {
   }
 
   // Resolves once QUIC has taken the bytes into its send window, so a full window holds the writer.
+  // PITFALL: the binding converts the Array<number> element by element on the main thread inside
+  // writeAll (several ms per 64 KiB): big chunks go in slices, so a keystroke waiting on the event
+  // loop waits for one slice, not for a whole chunk.
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.send.writeAll(toIrohBytes(chunk)).then(
-      () => {
-        this.bytesOut += chunk.length;
-        cb();
-      },
-      (err: unknown) => cb(this.connection.errorFor(err, 'write')),
-    );
+    let off = 0;
+    const next = (): void => {
+      const slice = chunk.subarray(off, off + WRITE_SLICE);
+      off += slice.length;
+      this.send.writeAll(toIrohBytes(slice)).then(
+        () => {
+          this.bytesOut += slice.length;
+          if (off < chunk.length) next();
+          else cb();
+        },
+        (err: unknown) => cb(this.connection.errorFor(err, 'write')),
+      );
+    };
+    next();
   }
 
   // Many small writes become one crossing of the binding.
