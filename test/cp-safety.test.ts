@@ -10,7 +10,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +29,8 @@ const S_IFLNK = 0o120000;
 afterAll(stopAllDaemons);
 
 /** What a path looks like to the hostile server; a list is answered in turn, the last one repeated. */
-type Node = { kind: 'dir'; names: string[] } | { kind: 'file'; data: Buffer } | { kind: 'link'; target: string };
+/** A link that `lies` answers STAT with itself, as no honest server does (STAT follows links). */
+type Node = { kind: 'dir'; names: string[] } | { kind: 'file'; data: Buffer } | { kind: 'link'; target: string; lies?: boolean };
 
 /** Every regular file and link under `dir`, with content or target and mode: a fingerprint to compare. */
 function snapshot(dir: string): Record<string, string> {
@@ -51,14 +52,15 @@ function snapshot(dir: string): Record<string, string> {
 
 interface Hostile {
   port: number;
-  /** Replace the served tree (answers per path). */
-  serve(tree: Record<string, Node | Node[]>): void;
+  /** Replace the served tree (answers per path), and REALPATH's answers where they differ from the path. */
+  serve(tree: Record<string, Node | Node[]>, realpaths?: Record<string, string>): void;
   close(): Promise<void>;
 }
 
 async function startHostileServer(dir: string): Promise<Hostile> {
   const { priv } = keygen(join(dir, 'hostile_host_key'), 'hostile');
   let tree: Record<string, Node | Node[]> = {};
+  let realpaths: Record<string, string> = {};
   const asked = new Map<string, number>();
   const answer = (p: string): Node | undefined => {
     const n = tree[p];
@@ -86,10 +88,13 @@ async function startHostileServer(dir: string): Promise<Hostile> {
       sftp.handle(reqid, h);
     };
     const lookup = (h: Buffer) => handles.get(h.readUInt32BE(0));
-    sftp.on('REALPATH', (id, p) => sftp.name(id, [{ filename: p.startsWith('/') ? p : `/${p}`, longname: p, attrs: {} as Attributes }]));
+    sftp.on('REALPATH', (id, p) => {
+      const real = realpaths[p] ?? (p.startsWith('/') ? p : `/${p}`);
+      sftp.name(id, [{ filename: real, longname: real, attrs: {} as Attributes }]);
+    });
     const statLike = (follow: boolean) => (id: number, p: string) => {
       let n = answer(p);
-      if (follow && n?.kind === 'link') n = answer(n.target);
+      if (follow && n?.kind === 'link' && !n.lies) n = answer(n.target);
       if (!n) return sftp.status(id, STATUS_CODE.NO_SUCH_FILE, 'No such file');
       sftp.attrs(id, attrsOf(n));
     };
@@ -153,8 +158,9 @@ async function startHostileServer(dir: string): Promise<Hostile> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
-    serve(t) {
+    serve(t, r = {}) {
       tree = t;
+      realpaths = r;
       asked.clear();
     },
     close: () => {
@@ -271,6 +277,125 @@ describe('burrow cp -r from a hostile SFTP server (a real SSH peer written in th
     expect(r.code).toBe(0);
     expect(readdirSync(dest).sort()).toEqual(['a.gz', 'b.gz']);
     expect(readdirSync(work).sort()).toEqual(['evil', 'globbed', 'hostile_host_key', 'hostile_host_key.pub', 'outside']);
+  });
+
+  it('a home whose realpath answers "/home/..": the copy into a directory is refused, nothing lands in its parent', async () => {
+    const payload = { kind: 'file', data: Buffer.from('PAYLOAD\n') } as const;
+    hostile.serve({ '.': { kind: 'dir', names: ['planted.txt'] }, 'foo/..': { kind: 'dir', names: ['planted.txt'] }, 'planted.txt': payload }, { '.': '/home/..', 'foo/..': '/srv/..' });
+    const parent = join(work, 'realpath');
+    const backup = join(parent, 'backup');
+    mkdirSync(backup, { recursive: true });
+    for (const src of [`${target}:~`, `${target}:`, `${target}:.`, `${target}:foo/..`]) {
+      const r = await runCli(agent.cliEnv, ['cp', '-r', src, `${backup}/`], { timeoutMs: 60_000 });
+      expect(r.stderr, src).toMatch(/BadArgument: .* resolves to "\/(home|srv)\/\.\.", which has no name to copy under; name the destination itself/);
+      expect(r.code).toBe(2);
+      expect(readdirSync(parent)).toEqual(['backup']);
+      expect(readdirSync(backup)).toEqual([]);
+    }
+  });
+
+  it('a name listed twice by a glob is copied once: a lying "link" first cannot be written through by its twin', async () => {
+    hostile.serve({
+      '/g': { kind: 'dir', names: ['x', 'x'] },
+      // Answered in turn: the glob's lstat (twice, before de-duplication), then each source's stat.
+      '/g/x': [
+        { kind: 'file', data: Buffer.from('fine\n') },
+        { kind: 'file', data: Buffer.from('fine\n') },
+        { kind: 'link', target: join(outside, 'victim'), lies: true },
+        { kind: 'file', data: Buffer.from('fine\n') },
+      ],
+    });
+    const before = snapshot(outside);
+    const dest = join(work, 'glob-twice');
+    mkdirSync(dest);
+    const r = await runCli(agent.cliEnv, ['cp', `${target}:/g/*`, dest], { timeoutMs: 60_000 });
+    expect(snapshot(outside)).toEqual(before);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(readdirSync(dest)).toEqual(['x']);
+    expect(lstatSync(join(dest, 'x')).isFile()).toBe(true);
+  });
+
+  it('two sources of one name: a top-level source claiming to be a link is refused, the second of a name is not copied over the first', async () => {
+    hostile.serve({
+      '/a/y': { kind: 'link', target: join(outside, 'victim'), lies: true },
+      '/b/y': { kind: 'file', data: Buffer.from('PAYLOAD\n') },
+      '/a/z': { kind: 'file', data: Buffer.from('first z\n') },
+      '/b/z': { kind: 'file', data: Buffer.from('second z\n') },
+    });
+    const before = snapshot(outside);
+    const dest = join(work, 'same-name');
+    mkdirSync(dest);
+    const r = await runCli(agent.cliEnv, ['cp', `${target}:/a/y`, `${target}:/b/y`, `${target}:/a/z`, `${target}:/b/z`, `${dest}/`], { timeoutMs: 60_000 });
+    expect(snapshot(outside)).toEqual(before);
+    expect(r.stderr).toMatch(/IoError: tester@127\.0\.0\.1:\d+:\/a\/y: not a regular file or directory/);
+    expect(r.stderr).toMatch(/BadArgument: not overwriting .*\/same-name\/z, just copied from another source, with tester@127\.0\.0\.1:\d+:\/b\/z/);
+    expect(r.code).toBe(1);
+    // A name is claimed by its first source, whether or not that one could be copied.
+    expect(r.stderr).toMatch(/BadArgument: not overwriting .*\/same-name\/y, just copied from another source/);
+    expect(readdirSync(dest)).toEqual(['z']);
+    expect(readFileSync(join(dest, 'z'), 'utf8')).toBe('first z\n');
+  });
+
+  it('remote names with terminal escapes reach the terminal escaped', async () => {
+    const evil = '\x1b]0;owned\x07\x1b[2K\rok\x9b1m\x7f';
+    hostile.serve({
+      '/t': { kind: 'dir', names: [evil, evil] },
+      [`/t/${evil}`]: { kind: 'file', data: Buffer.from('t\n') },
+    });
+    const dest = join(work, 'escapes');
+    const r = await runCli(agent.cliEnv, ['cp', '-r', `${target}:/t`, dest], { timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('\\x1b]0;owned\\x07\\x1b[2K\\x0dok\\x9b1m\\x7f: listed twice, copied once');
+    expect(r.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    // --json keeps the name exact, as JSON escapes (C1 and DEL too).
+    const j = await runCli(agent.cliEnv, ['cp', '-r', '--json', `${target}:/t`, join(work, 'escapes-json')], { timeoutMs: 60_000 });
+    expect(j.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    const warning = j.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string }).find((e) => e.event === 'warning');
+    expect(warning?.message).toContain(`${evil}: listed twice`);
+  });
+
+  it('-p applies a remote mode without setuid, setgid or sticky bits', async () => {
+    // The hostile server gives files mode 7777 and directories 0777.
+    hostile.serve({ '/m': { kind: 'dir', names: ['f'] }, '/m/f': { kind: 'file', data: Buffer.from('m\n') } });
+    const dest = join(work, 'modes');
+    const r = await runCli(agent.cliEnv, ['cp', '-rp', `${target}:/m`, dest], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(statSync(join(dest, 'f')).mode & 0o7777).toBe(0o777);
+    expect(statSync(dest).mode & 0o7777).toBe(0o777);
+    const one = join(work, 'modes-one');
+    expect((await runCli(agent.cliEnv, ['cp', '-p', `${target}:/m/f`, one], { timeoutMs: 60_000 })).code).toBe(0);
+    expect(statSync(one).mode & 0o7777).toBe(0o777);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('a destination link another user planted in a sticky world-writable directory is not followed (as root: chown -h)', async () => {
+    hostile.serve({ '/m/f': { kind: 'file', data: Buffer.from('PAYLOAD\n') } });
+    const sticky = join(work, 'sticky');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    const victim = join(work, 'bashrc');
+    writeFileSync(victim, 'victim\n');
+    const planted = join(sticky, 'report.txt');
+    symlinkSync(victim, planted);
+    execFileSync('chown', ['-h', '65534:65534', planted]);
+    const r = await runCli(agent.cliEnv, ['cp', `${target}:/m/f`, planted], { timeoutMs: 60_000 });
+    expect(r.stderr).toMatch(/IoError: .*report\.txt: a symbolic link owned by uid 65534 in a sticky world-writable directory; not following it/);
+    expect(r.code).toBe(1);
+    expect(readFileSync(victim, 'utf8')).toBe('victim\n');
+    expect(readlinkSync(planted)).toBe(victim);
+    // The same link as a directory destination of cp -r.
+    const dirVictim = join(work, 'victim-dir');
+    mkdirSync(dirVictim);
+    const plantedDir = join(sticky, 'out');
+    symlinkSync(dirVictim, plantedDir);
+    execFileSync('chown', ['-h', '65534:65534', plantedDir]);
+    hostile.serve({ '/m': { kind: 'dir', names: ['f'] }, '/m/f': { kind: 'file', data: Buffer.from('PAYLOAD\n') } });
+    for (const to of [plantedDir, `${plantedDir}/`]) {
+      const d = await runCli(agent.cliEnv, ['cp', '-r', `${target}:/m`, to], { timeoutMs: 60_000 });
+      expect(d.stderr, to).toMatch(/out: a symbolic link owned by uid 65534 in a sticky world-writable directory/);
+      expect(readdirSync(dirVictim)).toEqual([]);
+    }
   });
 });
 

@@ -331,7 +331,7 @@ class Copier {
    * else owns in a sticky world-writable directory such as /tmp: the kernel's
    * fs.protected_symlinks rule, which resolving the link ourselves would otherwise bypass.
    */
-  private async mayFollow(p: string, link: Meta): Promise<void> {
+  async mayFollow(p: string, link: Meta): Promise<void> {
     const own = await this.dst.ownUid();
     if (link.uid === own || link.uid === 0) return;
     const parent = await this.dst.meta(this.dst.dirname(p), true);
@@ -490,6 +490,10 @@ export async function runCopy(ctx: AgentContext, req: FrameOf<'cp'>, session: Ip
     const sources: string[] = [];
     for (const s of srcs) sources.push(...(download ? await expandRemote(remote, homeRelative(s.path)) : [s.path]));
     const dstPath = download ? dst.path : homeRelative(dst.path);
+    // lstat of "link/" would follow it: the link itself is looked at without the slash.
+    const bare = dstPath.replace(/(?<=.)\/+$/, '');
+    const named = await to.meta(bare, false);
+    if (named?.kind === 'link') await copier.mayFollow(bare, named);
     // Several sources, or a destination written with a trailing slash, go into a directory.
     const into = (await to.meta(dstPath, true))?.kind === 'dir';
     if (!into && (sources.length > 1 || dstPath.endsWith('/'))) {
