@@ -481,4 +481,64 @@ describe('burrow cp and planted part-file links on a real burrowd host', () => {
     expect(statSync(other).size).toBe(2 * 1024 * 1024);
     expect(readFileSync(join(work, 'fresh.bin')).equals(data)).toBe(true);
   });
+
+  it.skipIf(process.getuid?.() !== 0)('--resume never continues a part file another user owns, on either side (as root: chown)', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    writeFileSync(join(host.home, 'owned.bin'), data);
+    const localPart = join(work, '.owned.bin.burrow-part.0123456789ab');
+    writeFileSync(localPart, data.subarray(0, 2 * 1024 * 1024));
+    execFileSync('chown', ['65534:65534', localPart]);
+    const down = await runCli(agent.cliEnv, ['cp', '--resume', '--json', 'box:owned.bin', join(work, 'owned.bin')], { timeoutMs: 60_000 });
+    expect(down.code).toBe(0);
+    expect(JSON.parse(down.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'done', resumedBytes: 0 });
+    expect(readFileSync(join(work, 'owned.bin')).equals(data)).toBe(true);
+
+    const remoteDir = join(host.home, 'up-owned');
+    mkdirSync(remoteDir);
+    const remotePart = join(remoteDir, '.owned.bin.burrow-part.0123456789ab');
+    writeFileSync(remotePart, data.subarray(0, 2 * 1024 * 1024));
+    execFileSync('chown', ['65534:65534', remotePart]);
+    const up = await runCli(agent.cliEnv, ['cp', '--resume', '--json', join(work, 'owned.bin'), 'box:up-owned/owned.bin'], { timeoutMs: 60_000 });
+    expect(up.code).toBe(0);
+    expect(JSON.parse(up.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'done', resumedBytes: 0 });
+    expect(readFileSync(join(remoteDir, 'owned.bin')).equals(data)).toBe(true);
+  });
+
+  it('-rL skips a link back to a directory being copied with a warning, and the rest is copied', async () => {
+    const loopy = join(host.home, 'loopy');
+    mkdirSync(join(loopy, 'inner'), { recursive: true });
+    writeFileSync(join(loopy, 'inner', 'f.txt'), 'f\n');
+    symlinkSync('..', join(loopy, 'inner', 'up'));
+    const dest = join(work, 'loopy-copy');
+    const r = await runCli(agent.cliEnv, ['cp', '-rL', 'box:loopy', dest], { timeoutMs: 60_000 });
+    expect(r.stderr).toMatch(/^burrow: warning: skipped box:loopy\/inner\/up: a symbolic link loop \(it leads back to a directory being copied\)\n$/);
+    expect(r.code).toBe(1);
+    expect(readFileSync(join(dest, 'inner', 'f.txt'), 'utf8')).toBe('f\n');
+    expect(readdirSync(join(dest, 'inner'))).toEqual(['f.txt']);
+  });
+
+  it('a tree deeper than 256 levels is copied to that depth, the rest skipped with a warning', async () => {
+    const deep = join(host.home, 'deep');
+    const leaf = join(deep, ...Array<string>(300).fill('d'));
+    mkdirSync(leaf, { recursive: true });
+    writeFileSync(join(leaf, 'bottom.txt'), 'bottom\n');
+    writeFileSync(join(deep, 'top.txt'), 'top\n');
+    const dest = join(work, 'deep-copy');
+    const r = await runCli(agent.cliEnv, ['cp', '-r', 'box:deep', dest], { timeoutMs: 120_000 });
+    expect(r.stderr).toMatch(/^burrow: warning: skipped box:deep(\/d){256}: deeper than 256 directory levels\n$/);
+    expect(r.code).toBe(1);
+    expect(readFileSync(join(dest, 'top.txt'), 'utf8')).toBe('top\n');
+    expect(readdirSync(join(dest, ...Array<string>(255).fill('d')))).toEqual([]);
+  });
+
+  it('an escaped glob character names the literal file; -- ends the options', async () => {
+    writeFileSync(join(host.home, 'a[1].txt'), 'literal\n');
+    writeFileSync(join(host.home, 'a1.txt'), 'one\n');
+    const r = await runCli(agent.cliEnv, ['cp', 'box:a\\[1\\].txt', join(work, 'lit.txt')]);
+    expect(r.stderr).toBe('');
+    expect(readFileSync(join(work, 'lit.txt'), 'utf8')).toBe('literal\n');
+    const g = await runCli(agent.cliEnv, ['cp', '--', 'box:a[1].txt', join(work, 'glob.txt')]);
+    expect(g.stderr).toBe('');
+    expect(readFileSync(join(work, 'glob.txt'), 'utf8')).toBe('one\n');
+  });
 });
