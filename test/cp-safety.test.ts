@@ -30,7 +30,7 @@ afterAll(stopAllDaemons);
 
 /** What a path looks like to the hostile server; a list is answered in turn, the last one repeated. */
 /** A link that `lies` answers STAT with itself, as no honest server does (STAT follows links). */
-type Node = { kind: 'dir'; names: string[] } | { kind: 'file'; data: Buffer } | { kind: 'link'; target: string; lies?: boolean };
+type Node = { kind: 'dir'; names: string[]; endless?: boolean } | { kind: 'file'; data: Buffer } | { kind: 'link'; target: string; lies?: boolean };
 
 /** Every regular file and link under `dir`, with content or target and mode: a fingerprint to compare. */
 function snapshot(dir: string): Record<string, string> {
@@ -113,6 +113,8 @@ async function startHostileServer(dir: string): Promise<Hostile> {
     sftp.on('READDIR', (id, h) => {
       const o = lookup(h);
       if (!o || o.node.kind !== 'dir') return sftp.status(id, STATUS_CODE.FAILURE, 'Bad handle');
+      // An endless listing: batches of 1,000 names, never an end.
+      if (o.node.endless) return sftp.name(id, Array.from({ length: 1000 }, (_, i) => ({ filename: `e${i}`, longname: `e${i}`, attrs: {} as Attributes })));
       if (o.listed) return sftp.status(id, STATUS_CODE.EOF, 'End');
       o.listed = true;
       const names: FileEntry[] = o.node.names.map((name) => ({ filename: name, longname: name, attrs: { mode: S_IFREG | 0o644 } as Attributes }));
@@ -354,6 +356,13 @@ describe('burrow cp -r from a hostile SFTP server (a real SSH peer written in th
     const warning = j.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string }).find((e) => e.event === 'warning');
     expect(warning?.message).toContain(`${evil}: listed twice`);
   });
+
+  it('an endless directory listing is refused after 1,000,000 entries, not kept without end', async () => {
+    hostile.serve({ '/endless': { kind: 'dir', names: [], endless: true } });
+    const r = await runCli(agent.cliEnv, ['cp', '-r', `${target}:/endless`, join(work, 'endless')], { timeoutMs: 120_000 });
+    expect(r.stderr).toMatch(/IoError: tester@127\.0\.0\.1:\d+:\/endless: lists more than 1000000 entries; not copying it/);
+    expect(r.code).toBe(1);
+  }, 130_000);
 
   it('-p applies a remote mode without setuid, setgid or sticky bits', async () => {
     // The hostile server gives files mode 7777 and directories 0777.
