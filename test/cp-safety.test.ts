@@ -10,7 +10,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -538,6 +538,20 @@ describe('burrow cp and planted part-file links on a real burrowd host', () => {
     expect(r.code).toBe(1);
     expect(readFileSync(join(dest, 'top.txt'), 'utf8')).toBe('top\n');
     expect(readdirSync(join(dest, ...Array<string>(255).fill('d')))).toEqual([]);
+  });
+
+  it('upload -rp sets a directory mode and times on the host without following a link (lsetstat)', async () => {
+    const tree = join(work, 'modes-up');
+    mkdirSync(join(tree, 'sub'), { recursive: true });
+    writeFileSync(join(tree, 'sub', 'f'), 'f\n');
+    chmodSync(join(tree, 'sub'), 0o750);
+    utimesSync(join(tree, 'sub'), 1_600_000_000, 1_600_000_000);
+    const r = await runCli(agent.cliEnv, ['cp', '-rp', tree, 'box:modes-up'], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const sub = lstatSync(join(host.home, 'modes-up', 'sub'));
+    expect(sub.mode & 0o7777).toBe(0o750);
+    expect(Math.round(sub.mtimeMs / 1000)).toBe(1_600_000_000);
   });
 
   it('an escaped glob character names the literal file; -- ends the options', async () => {
