@@ -6,7 +6,9 @@
 // listing must be plain names, each listed once; nothing is written through a symbolic link the
 // copy did not find in place and the user did not name (cp-fs.ts: exclusive creation, renames
 // that replace a link, modes set through handles); a directory is verified with lstat before the
-// copy descends into it. The same rules hold on the host's side for uploads.
+// copy descends into it. The same rules hold on the host's side for uploads. A name taken from the
+// remote's realpath is checked like a listed one, one destination name takes one top-level source,
+// and listings, depth and -L loops are bounded (SECURITY.md, "Copies").
 //
 // Each file goes to a ".NAME.burrow-part.RANDOM" beside its destination and is renamed into place
 // on success. Reads run ahead of writes; writes are issued in order and at most WINDOW are in
