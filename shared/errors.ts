@@ -137,3 +137,12 @@ export const MAX_ERROR_MESSAGE = 4096;
 export function boundedMessage(s: string): string {
   return s.length <= MAX_ERROR_MESSAGE ? s : `${s.slice(0, MAX_ERROR_MESSAGE)}... (${s.length - MAX_ERROR_MESSAGE} more characters)`;
 }
+
+/**
+ * Text from elsewhere (a remote's file names, a server's messages) made safe to write to a
+ * terminal (CVE-2019-6109 class): C0 and C1 controls and DEL become \xNN, so a name cannot move
+ * the cursor, retitle the window or erase a line. A newline is kept unless `keepNewline` is false.
+ */
+export function printable(s: string, keepNewline = true): string {
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' && keepNewline ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}

@@ -10,7 +10,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +29,8 @@ const S_IFLNK = 0o120000;
 afterAll(stopAllDaemons);
 
 /** What a path looks like to the hostile server; a list is answered in turn, the last one repeated. */
-type Node = { kind: 'dir'; names: string[] } | { kind: 'file'; data: Buffer } | { kind: 'link'; target: string };
+/** A link that `lies` answers STAT with itself, as no honest server does (STAT follows links). */
+type Node = { kind: 'dir'; names: string[]; endless?: boolean } | { kind: 'file'; data: Buffer } | { kind: 'link'; target: string; lies?: boolean };
 
 /** Every regular file and link under `dir`, with content or target and mode: a fingerprint to compare. */
 function snapshot(dir: string): Record<string, string> {
@@ -51,14 +52,15 @@ function snapshot(dir: string): Record<string, string> {
 
 interface Hostile {
   port: number;
-  /** Replace the served tree (answers per path). */
-  serve(tree: Record<string, Node | Node[]>): void;
+  /** Replace the served tree (answers per path), and REALPATH's answers where they differ from the path. */
+  serve(tree: Record<string, Node | Node[]>, realpaths?: Record<string, string>): void;
   close(): Promise<void>;
 }
 
 async function startHostileServer(dir: string): Promise<Hostile> {
   const { priv } = keygen(join(dir, 'hostile_host_key'), 'hostile');
   let tree: Record<string, Node | Node[]> = {};
+  let realpaths: Record<string, string> = {};
   const asked = new Map<string, number>();
   const answer = (p: string): Node | undefined => {
     const n = tree[p];
@@ -86,10 +88,13 @@ async function startHostileServer(dir: string): Promise<Hostile> {
       sftp.handle(reqid, h);
     };
     const lookup = (h: Buffer) => handles.get(h.readUInt32BE(0));
-    sftp.on('REALPATH', (id, p) => sftp.name(id, [{ filename: p.startsWith('/') ? p : `/${p}`, longname: p, attrs: {} as Attributes }]));
+    sftp.on('REALPATH', (id, p) => {
+      const real = realpaths[p] ?? (p.startsWith('/') ? p : `/${p}`);
+      sftp.name(id, [{ filename: real, longname: real, attrs: {} as Attributes }]);
+    });
     const statLike = (follow: boolean) => (id: number, p: string) => {
       let n = answer(p);
-      if (follow && n?.kind === 'link') n = answer(n.target);
+      if (follow && n?.kind === 'link' && !n.lies) n = answer(n.target);
       if (!n) return sftp.status(id, STATUS_CODE.NO_SUCH_FILE, 'No such file');
       sftp.attrs(id, attrsOf(n));
     };
@@ -108,6 +113,8 @@ async function startHostileServer(dir: string): Promise<Hostile> {
     sftp.on('READDIR', (id, h) => {
       const o = lookup(h);
       if (!o || o.node.kind !== 'dir') return sftp.status(id, STATUS_CODE.FAILURE, 'Bad handle');
+      // An endless listing: batches of 1,000 names, never an end.
+      if (o.node.endless) return sftp.name(id, Array.from({ length: 1000 }, (_, i) => ({ filename: `e${i}`, longname: `e${i}`, attrs: {} as Attributes })));
       if (o.listed) return sftp.status(id, STATUS_CODE.EOF, 'End');
       o.listed = true;
       const names: FileEntry[] = o.node.names.map((name) => ({ filename: name, longname: name, attrs: { mode: S_IFREG | 0o644 } as Attributes }));
@@ -153,8 +160,9 @@ async function startHostileServer(dir: string): Promise<Hostile> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     port: (server.address() as AddressInfo).port,
-    serve(t) {
+    serve(t, r = {}) {
       tree = t;
+      realpaths = r;
       asked.clear();
     },
     close: () => {
@@ -272,6 +280,132 @@ describe('burrow cp -r from a hostile SFTP server (a real SSH peer written in th
     expect(readdirSync(dest).sort()).toEqual(['a.gz', 'b.gz']);
     expect(readdirSync(work).sort()).toEqual(['evil', 'globbed', 'hostile_host_key', 'hostile_host_key.pub', 'outside']);
   });
+
+  it('a home whose realpath answers "/home/..": the copy into a directory is refused, nothing lands in its parent', async () => {
+    const payload = { kind: 'file', data: Buffer.from('PAYLOAD\n') } as const;
+    hostile.serve({ '.': { kind: 'dir', names: ['planted.txt'] }, 'foo/..': { kind: 'dir', names: ['planted.txt'] }, 'planted.txt': payload }, { '.': '/home/..', 'foo/..': '/srv/..' });
+    const parent = join(work, 'realpath');
+    const backup = join(parent, 'backup');
+    mkdirSync(backup, { recursive: true });
+    for (const src of [`${target}:~`, `${target}:`, `${target}:.`, `${target}:foo/..`]) {
+      const r = await runCli(agent.cliEnv, ['cp', '-r', src, `${backup}/`], { timeoutMs: 60_000 });
+      expect(r.stderr, src).toMatch(/BadArgument: .* resolves to "\/(home|srv)\/\.\.", which has no name to copy under; name the destination itself/);
+      expect(r.code).toBe(2);
+      expect(readdirSync(parent)).toEqual(['backup']);
+      expect(readdirSync(backup)).toEqual([]);
+    }
+  });
+
+  it('a name listed twice by a glob is copied once: a lying "link" first cannot be written through by its twin', async () => {
+    hostile.serve({
+      '/g': { kind: 'dir', names: ['x', 'x'] },
+      // Answered in turn: the glob's lstat (twice, before de-duplication), then each source's stat.
+      '/g/x': [
+        { kind: 'file', data: Buffer.from('fine\n') },
+        { kind: 'file', data: Buffer.from('fine\n') },
+        { kind: 'link', target: join(outside, 'victim'), lies: true },
+        { kind: 'file', data: Buffer.from('fine\n') },
+      ],
+    });
+    const before = snapshot(outside);
+    const dest = join(work, 'glob-twice');
+    mkdirSync(dest);
+    const r = await runCli(agent.cliEnv, ['cp', `${target}:/g/*`, dest], { timeoutMs: 60_000 });
+    expect(snapshot(outside)).toEqual(before);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(readdirSync(dest)).toEqual(['x']);
+    expect(lstatSync(join(dest, 'x')).isFile()).toBe(true);
+  });
+
+  it('two sources of one name: a top-level source claiming to be a link is refused, the second of a name is not copied over the first', async () => {
+    hostile.serve({
+      '/a/y': { kind: 'link', target: join(outside, 'victim'), lies: true },
+      '/b/y': { kind: 'file', data: Buffer.from('PAYLOAD\n') },
+      '/a/z': { kind: 'file', data: Buffer.from('first z\n') },
+      '/b/z': { kind: 'file', data: Buffer.from('second z\n') },
+    });
+    const before = snapshot(outside);
+    const dest = join(work, 'same-name');
+    mkdirSync(dest);
+    const r = await runCli(agent.cliEnv, ['cp', `${target}:/a/y`, `${target}:/b/y`, `${target}:/a/z`, `${target}:/b/z`, `${dest}/`], { timeoutMs: 60_000 });
+    expect(snapshot(outside)).toEqual(before);
+    expect(r.stderr).toMatch(/IoError: tester@127\.0\.0\.1:\d+:\/a\/y: not a regular file or directory/);
+    expect(r.stderr).toMatch(/BadArgument: not overwriting .*\/same-name\/z, just copied from another source, with tester@127\.0\.0\.1:\d+:\/b\/z/);
+    expect(r.code).toBe(1);
+    // A name is claimed by its first source, whether or not that one could be copied.
+    expect(r.stderr).toMatch(/BadArgument: not overwriting .*\/same-name\/y, just copied from another source/);
+    expect(readdirSync(dest)).toEqual(['z']);
+    expect(readFileSync(join(dest, 'z'), 'utf8')).toBe('first z\n');
+  });
+
+  it('remote names with terminal escapes reach the terminal escaped', async () => {
+    const evil = '\x1b]0;owned\x07\x1b[2K\rok\x9b1m\x7f';
+    hostile.serve({
+      '/t': { kind: 'dir', names: [evil, evil] },
+      [`/t/${evil}`]: { kind: 'file', data: Buffer.from('t\n') },
+    });
+    const dest = join(work, 'escapes');
+    const r = await runCli(agent.cliEnv, ['cp', '-r', `${target}:/t`, dest], { timeoutMs: 60_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('\\x1b]0;owned\\x07\\x1b[2K\\x0dok\\x9b1m\\x7f: listed twice, copied once');
+    expect(r.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    // --json keeps the name exact, as JSON escapes (C1 and DEL too).
+    const j = await runCli(agent.cliEnv, ['cp', '-r', '--json', `${target}:/t`, join(work, 'escapes-json')], { timeoutMs: 60_000 });
+    expect(j.stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+    const warning = j.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string }).find((e) => e.event === 'warning');
+    expect(warning?.message).toContain(`${evil}: listed twice`);
+  });
+
+  it('an endless directory listing is refused after 1,000,000 entries, not kept without end', async () => {
+    hostile.serve({ '/endless': { kind: 'dir', names: [], endless: true } });
+    const r = await runCli(agent.cliEnv, ['cp', '-r', `${target}:/endless`, join(work, 'endless')], { timeoutMs: 120_000 });
+    expect(r.stderr).toMatch(/IoError: tester@127\.0\.0\.1:\d+:\/endless: lists more than 1000000 entries; not copying it/);
+    expect(r.code).toBe(1);
+  }, 130_000);
+
+  it('-p applies a remote mode without setuid, setgid or sticky bits', async () => {
+    // The hostile server gives files mode 7777 and directories 0777.
+    hostile.serve({ '/m': { kind: 'dir', names: ['f'] }, '/m/f': { kind: 'file', data: Buffer.from('m\n') } });
+    const dest = join(work, 'modes');
+    const r = await runCli(agent.cliEnv, ['cp', '-rp', `${target}:/m`, dest], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(statSync(join(dest, 'f')).mode & 0o7777).toBe(0o777);
+    expect(statSync(dest).mode & 0o7777).toBe(0o777);
+    const one = join(work, 'modes-one');
+    expect((await runCli(agent.cliEnv, ['cp', '-p', `${target}:/m/f`, one], { timeoutMs: 60_000 })).code).toBe(0);
+    expect(statSync(one).mode & 0o7777).toBe(0o777);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('a destination link another user planted in a sticky world-writable directory is not followed (as root: chown -h)', async () => {
+    hostile.serve({ '/m/f': { kind: 'file', data: Buffer.from('PAYLOAD\n') } });
+    const sticky = join(work, 'sticky');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    const victim = join(work, 'bashrc');
+    writeFileSync(victim, 'victim\n');
+    const planted = join(sticky, 'report.txt');
+    symlinkSync(victim, planted);
+    execFileSync('chown', ['-h', '65534:65534', planted]);
+    const r = await runCli(agent.cliEnv, ['cp', `${target}:/m/f`, planted], { timeoutMs: 60_000 });
+    expect(r.stderr).toMatch(/IoError: .*report\.txt: a symbolic link owned by uid 65534 in a sticky world-writable directory; not following it/);
+    expect(r.code).toBe(1);
+    expect(readFileSync(victim, 'utf8')).toBe('victim\n');
+    expect(readlinkSync(planted)).toBe(victim);
+    // The same link as a directory destination of cp -r.
+    const dirVictim = join(work, 'victim-dir');
+    mkdirSync(dirVictim);
+    const plantedDir = join(sticky, 'out');
+    symlinkSync(dirVictim, plantedDir);
+    execFileSync('chown', ['-h', '65534:65534', plantedDir]);
+    hostile.serve({ '/m': { kind: 'dir', names: ['f'] }, '/m/f': { kind: 'file', data: Buffer.from('PAYLOAD\n') } });
+    for (const to of [plantedDir, `${plantedDir}/`]) {
+      const d = await runCli(agent.cliEnv, ['cp', '-r', `${target}:/m`, to], { timeoutMs: 60_000 });
+      expect(d.stderr, to).toMatch(/out: a symbolic link owned by uid 65534 in a sticky world-writable directory/);
+      expect(readdirSync(dirVictim)).toEqual([]);
+    }
+  });
 });
 
 describe('burrow cp and planted part-file links on a real burrowd host', () => {
@@ -355,5 +489,79 @@ describe('burrow cp and planted part-file links on a real burrowd host', () => {
     expect(JSON.parse(r.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'done', resumedBytes: 0 });
     expect(statSync(other).size).toBe(2 * 1024 * 1024);
     expect(readFileSync(join(work, 'fresh.bin')).equals(data)).toBe(true);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)('--resume never continues a part file another user owns, on either side (as root: chown)', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    writeFileSync(join(host.home, 'owned.bin'), data);
+    const localPart = join(work, '.owned.bin.burrow-part.0123456789ab');
+    writeFileSync(localPart, data.subarray(0, 2 * 1024 * 1024));
+    execFileSync('chown', ['65534:65534', localPart]);
+    const down = await runCli(agent.cliEnv, ['cp', '--resume', '--json', 'box:owned.bin', join(work, 'owned.bin')], { timeoutMs: 60_000 });
+    expect(down.code).toBe(0);
+    expect(JSON.parse(down.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'done', resumedBytes: 0 });
+    expect(readFileSync(join(work, 'owned.bin')).equals(data)).toBe(true);
+
+    const remoteDir = join(host.home, 'up-owned');
+    mkdirSync(remoteDir);
+    const remotePart = join(remoteDir, '.owned.bin.burrow-part.0123456789ab');
+    writeFileSync(remotePart, data.subarray(0, 2 * 1024 * 1024));
+    execFileSync('chown', ['65534:65534', remotePart]);
+    const up = await runCli(agent.cliEnv, ['cp', '--resume', '--json', join(work, 'owned.bin'), 'box:up-owned/owned.bin'], { timeoutMs: 60_000 });
+    expect(up.code).toBe(0);
+    expect(JSON.parse(up.stdout.trim().split('\n').pop()!)).toMatchObject({ event: 'done', resumedBytes: 0 });
+    expect(readFileSync(join(remoteDir, 'owned.bin')).equals(data)).toBe(true);
+  });
+
+  it('-rL skips a link back to a directory being copied with a warning, and the rest is copied', async () => {
+    const loopy = join(host.home, 'loopy');
+    mkdirSync(join(loopy, 'inner'), { recursive: true });
+    writeFileSync(join(loopy, 'inner', 'f.txt'), 'f\n');
+    symlinkSync('..', join(loopy, 'inner', 'up'));
+    const dest = join(work, 'loopy-copy');
+    const r = await runCli(agent.cliEnv, ['cp', '-rL', 'box:loopy', dest], { timeoutMs: 60_000 });
+    expect(r.stderr).toMatch(/^burrow: warning: skipped box:loopy\/inner\/up: a symbolic link loop \(it leads back to a directory being copied\)\n$/);
+    expect(r.code).toBe(1);
+    expect(readFileSync(join(dest, 'inner', 'f.txt'), 'utf8')).toBe('f\n');
+    expect(readdirSync(join(dest, 'inner'))).toEqual(['f.txt']);
+  });
+
+  it('a tree deeper than 256 levels is copied to that depth, the rest skipped with a warning', async () => {
+    const deep = join(host.home, 'deep');
+    const leaf = join(deep, ...Array<string>(300).fill('d'));
+    mkdirSync(leaf, { recursive: true });
+    writeFileSync(join(leaf, 'bottom.txt'), 'bottom\n');
+    writeFileSync(join(deep, 'top.txt'), 'top\n');
+    const dest = join(work, 'deep-copy');
+    const r = await runCli(agent.cliEnv, ['cp', '-r', 'box:deep', dest], { timeoutMs: 120_000 });
+    expect(r.stderr).toMatch(/^burrow: warning: skipped box:deep(\/d){256}: deeper than 256 directory levels\n$/);
+    expect(r.code).toBe(1);
+    expect(readFileSync(join(dest, 'top.txt'), 'utf8')).toBe('top\n');
+    expect(readdirSync(join(dest, ...Array<string>(255).fill('d')))).toEqual([]);
+  });
+
+  it('upload -rp sets a directory mode and times on the host without following a link (lsetstat)', async () => {
+    const tree = join(work, 'modes-up');
+    mkdirSync(join(tree, 'sub'), { recursive: true });
+    writeFileSync(join(tree, 'sub', 'f'), 'f\n');
+    chmodSync(join(tree, 'sub'), 0o750);
+    utimesSync(join(tree, 'sub'), 1_600_000_000, 1_600_000_000);
+    const r = await runCli(agent.cliEnv, ['cp', '-rp', tree, 'box:modes-up'], { timeoutMs: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const sub = lstatSync(join(host.home, 'modes-up', 'sub'));
+    expect(sub.mode & 0o7777).toBe(0o750);
+    expect(Math.round(sub.mtimeMs / 1000)).toBe(1_600_000_000);
+  });
+
+  it('an escaped glob character names the literal file; -- ends the options', async () => {
+    writeFileSync(join(host.home, 'a[1].txt'), 'literal\n');
+    writeFileSync(join(host.home, 'a1.txt'), 'one\n');
+    const r = await runCli(agent.cliEnv, ['cp', 'box:a\\[1\\].txt', join(work, 'lit.txt')]);
+    expect(r.stderr).toBe('');
+    expect(readFileSync(join(work, 'lit.txt'), 'utf8')).toBe('literal\n');
+    const g = await runCli(agent.cliEnv, ['cp', '--', 'box:a[1].txt', join(work, 'glob.txt')]);
+    expect(g.stderr).toBe('');
+    expect(readFileSync(join(work, 'glob.txt'), 'utf8')).toBe('one\n');
   });
 });

@@ -3,10 +3,11 @@
 // name the destination the user gave. Real agent and host daemons on loopback.
 
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { globRegex, homeRelative, isPartOf, tempName } from '../daemon/agent/cp.js';
+import { printable } from '../shared/errors.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
 import { startSshd, type RunningSshd } from './helpers/sshd.js';
@@ -29,6 +30,12 @@ describe('cp names and patterns', () => {
     expect(m('\\*', 'a')).toBe(false);
     expect(m('a.(b)+', 'a.(b)+')).toBe(true);
     expect(m('[unclosed', '[unclosed')).toBe(true);
+  });
+
+  it('escapes controls in text bound for a terminal, keeping newlines and other text', () => {
+    expect(printable('a\x1b[2Kb\rc\x07\x7f\x9b\n')).toBe('a\\x1b[2Kb\\x0dc\\x07\\x7f\\x9b\n');
+    expect(printable('x\ny', false)).toBe('x\\x0ay');
+    expect(printable('héllo ✓ 日本')).toBe('héllo ✓ 日本');
   });
 
   it('reads ~ and ~/ as the serving user\'s home', () => {
@@ -219,6 +226,8 @@ describe('burrow cp against OpenSSH\'s sftp-server (a real sshd over TCP)', () =
     writeFileSync(join(tree, 'a.log'), 'a\n', { mode: 0o640 });
     writeFileSync(join(tree, 'b.log'), 'b\n');
     symlinkSync('a.log', join(tree, 'link'));
+    chmodSync(tree, 0o750);
+    utimesSync(tree, 1_600_000_000, 1_600_000_000);
     for (let round = 0; round < 2; round++) {
       // Into the parent both times: the second copy lands on the first, links and all.
       const up = await runCli(agent.cliEnv, ['cp', '-rp', '--resume', tree, `${box}:${sshd.dir}/`], { timeoutMs: 60_000 });
@@ -227,6 +236,9 @@ describe('burrow cp against OpenSSH\'s sftp-server (a real sshd over TCP)', () =
     }
     expect(readlinkSync(join(remote, 'link'))).toBe('a.log');
     expect(lstatSync(join(remote, 'a.log')).mode & 0o777).toBe(0o640);
+    // The directory's mode and times, set after its contents (lsetstat@openssh.com: never through a link).
+    expect(lstatSync(remote).mode & 0o777).toBe(0o750);
+    expect(Math.round(lstatSync(remote).mtimeMs / 1000)).toBe(1_600_000_000);
     const got = join(work, 'got');
     mkdirSync(got);
     const down = await runCli(agent.cliEnv, ['cp', `${box}:${remote}/*.log`, got], { timeoutMs: 60_000 });

@@ -2,19 +2,25 @@
 // moves the bytes; this prints progress: a bar on a terminal, nothing on a pipe, JSON with --json.
 
 import { resolve } from 'node:path';
-import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode, printable } from '../../shared/errors.js';
 import type { Frame } from '../../shared/ipc/frames.js';
 import { parseCopySpec } from '../../shared/target.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
 import { humanBytes } from '../format.js';
 
-const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] SRC... DST   (TARGET:path on one side; several SRC go into the directory DST)';
+const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] [--] SRC... DST   (TARGET:path on one side; several SRC go into the directory DST)';
+
+/** One JSON line; DEL and C1 controls, which JSON.stringify leaves raw, escaped as \u00NN (same value). */
+const jsonLine = (v: unknown): string => `${JSON.stringify(v).replace(/[\x7f-\x9f]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`)}\n`;
 
 export async function cpCommand(ctx: CliContext, args: string[]): Promise<number> {
   const flags = { recursive: false, preserve: false, resume: false, follow: false, json: false };
   const paths: string[] = [];
+  let options = true;
   for (const a of args) {
-    if (a === '--resume') flags.resume = true;
+    if (!options) paths.push(a);
+    else if (a === '--') options = false; // what follows is paths, even `-x`
+    else if (a === '--resume') flags.resume = true;
     else if (a === '--json') flags.json = true;
     else if (/^-[rpL]+$/.test(a)) {
       if (a.includes('r')) flags.recursive = true;
@@ -37,39 +43,42 @@ export async function cpCommand(ctx: CliContext, args: string[]): Promise<number
   let lastLine = '';
   return new Promise<number>((done) => {
     let finished = false;
+    // Everything below reaching the terminal may carry a remote's names or a server's words.
     const finish = (code: number, message?: string): void => {
       if (finished) return;
       finished = true;
       if (bar && lastLine) process.stderr.write('\n');
-      if (message) process.stderr.write(message);
+      if (message) process.stderr.write(printable(message));
       conn.close();
       done(code);
     };
     conn.on('frame', (f: Frame) => {
       if (f.t === 'progress') {
-        if (flags.json) process.stdout.write(JSON.stringify({ event: 'progress', path: f.path, bytes: f.bytes, size: f.size, files: f.files, totalBytes: f.totalBytes }) + '\n');
+        if (flags.json) process.stdout.write(jsonLine({ event: 'progress', path: f.path, bytes: f.bytes, size: f.size, files: f.files, totalBytes: f.totalBytes }));
         else if (bar) {
           const secs = Math.max(0.001, (Date.now() - began) / 1000);
           const rate = f.totalBytes / secs;
           const pct = f.size > 0 ? Math.floor((100 * f.bytes) / f.size) : 100;
           const eta = rate > 0 && f.size > f.bytes ? `${Math.ceil((f.size - f.bytes) / rate)}s` : '--';
-          const name = f.path.length > 40 ? `…${f.path.slice(-39)}` : f.path;
+          const path = printable(f.path, false);
+          const name = path.length > 40 ? `…${path.slice(-39)}` : path;
           lastLine = `${name}  ${String(pct).padStart(3)}%  ${humanBytes(f.bytes)}/${humanBytes(f.size)}  ${humanBytes(rate)}/s  ETA ${eta}`;
           process.stderr.write(`\r${lastLine.padEnd(78)}`);
         }
       } else if (f.t === 'stderr') {
         // A warning or the failure of one of several sources; the copy goes on.
-        const line = Buffer.from(f.data).toString('utf8');
-        if (flags.json) process.stdout.write(JSON.stringify({ event: 'warning', message: line.trimEnd() }) + '\n');
+        const text = Buffer.from(f.data).toString('utf8');
+        const line = printable(text);
+        if (flags.json) process.stdout.write(jsonLine({ event: 'warning', message: text.trimEnd() }));
         else process.stderr.write(bar && lastLine ? `\r${' '.repeat(78)}\r${line}` : line);
       } else if (f.t === 'result') {
-        if (flags.json) process.stdout.write(JSON.stringify({ event: 'done', ...f.value }) + '\n');
+        if (flags.json) process.stdout.write(jsonLine({ event: 'done', ...f.value }));
         // Like cp and scp: something skipped or failed makes the status 1, though the rest was copied.
         const v = f.value as { skipped?: unknown; failed?: unknown };
         finish(Number(v.skipped ?? 0) + Number(v.failed ?? 0) > 0 ? 1 : 0);
       } else if (f.t === 'error') {
         const code = isErrorCode(f.code) ? f.code : ErrorCodes.Internal;
-        if (flags.json) process.stdout.write(JSON.stringify({ event: 'error', code, message: f.message }) + '\n');
+        if (flags.json) process.stdout.write(jsonLine({ event: 'error', code, message: f.message }));
         finish(exitCodeFor(code), `burrow: ${code}: ${f.message}\n`);
       } else finish(255, `burrow: ${ErrorCodes.UnexpectedFrame}: daemon sent ${f.t} during cp\n`);
     });

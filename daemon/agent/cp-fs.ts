@@ -30,9 +30,13 @@ export interface Meta {
   kind: Kind;
   size: number;
   mode: number;
+  uid: number;
   atime: number;
   mtime: number;
 }
+
+/** Entries one directory listing may hold: a server cannot make the copy keep a list without end. */
+export const MAX_DIR_ENTRIES = 1_000_000;
 
 /** One side of a copy. Paths are that side's own; `show` is how a message names one. */
 export interface Tree {
@@ -43,6 +47,10 @@ export interface Tree {
   /** lstat (follow false) or stat; null when nothing is there. */
   meta(p: string, follow: boolean): Promise<Meta | null>;
   list(dir: string): Promise<string[]>;
+  /** The uid this side's files are written as (this user's, or the serving user's on the host). */
+  ownUid(): Promise<number>;
+  /** What identifies directory `p` (followed), to find a loop of links under -L. */
+  dirId(p: string): Promise<string>;
   readlink(p: string): Promise<string>;
   realpath(p: string): Promise<string>;
   openRead(p: string): Promise<Endpoint>;
@@ -102,7 +110,7 @@ function kindOf(s: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink()
 // --- local ---
 
 function localMeta(s: LocalStats): Meta {
-  return { kind: kindOf(s), size: s.size, mode: s.mode, atime: s.atimeMs / 1000, mtime: s.mtimeMs / 1000 };
+  return { kind: kindOf(s), size: s.size, mode: s.mode, uid: s.uid, atime: s.atimeMs / 1000, mtime: s.mtimeMs / 1000 };
 }
 
 function localEndpoint(fh: FileHandle): Endpoint {
@@ -138,6 +146,12 @@ export class LocalTree implements Tree {
     }
   }
   list = (dir: string): Promise<string[]> => readdir(dir).catch((err: unknown) => Promise.reject(localError(err, dir)));
+  ownUid = (): Promise<number> => Promise.resolve(process.getuid?.() ?? 0);
+  dirId = (p: string): Promise<string> =>
+    stat(p).then(
+      (st) => `${st.dev}:${st.ino}`,
+      (err: unknown) => Promise.reject(localError(err, p)),
+    );
   readlink = (p: string): Promise<string> => readlink(p).catch((err: unknown) => Promise.reject(localError(err, p)));
   realpath = (p: string): Promise<string> => realpath(p).catch((err: unknown) => Promise.reject(localError(err, p)));
 
@@ -162,9 +176,9 @@ export class LocalTree implements Tree {
     } catch {
       return null;
     }
-    // A hard link could reach a file elsewhere: only a plain file of one name is updated.
+    // A hard link could reach a file elsewhere: only a plain file of one name, this user's, is updated.
     const st = await fh.stat();
-    if (!st.isFile() || st.nlink !== 1) {
+    if (!st.isFile() || st.nlink !== 1 || st.uid !== (await this.ownUid())) {
       await fh.close();
       return null;
     }
@@ -240,7 +254,7 @@ export class Sftp {
 }
 
 function remoteMeta(s: SftpStats): Meta {
-  return { kind: kindOf(s), size: s.size, mode: s.mode, atime: s.atime, mtime: s.mtime };
+  return { kind: kindOf(s), size: s.size, mode: s.mode, uid: s.uid, atime: s.atime, mtime: s.mtime };
 }
 
 export class RemoteTree implements Tree {
@@ -274,10 +288,34 @@ export class RemoteTree implements Tree {
       throw err;
     }
   }
+  /** Read by handle, batch by batch, so that a listing over MAX_DIR_ENTRIES is refused as it grows. */
   async list(dir: string): Promise<string[]> {
-    const entries = await this.do<{ filename: string }[]>(this.show(dir), (cb) => this.s.readdir(dir, cb as never));
-    return entries.map((e) => e.filename);
+    const shown = this.show(dir);
+    const handle = await this.do<Buffer>(shown, (cb) => this.s.opendir(dir, cb));
+    const names: string[] = [];
+    try {
+      for (;;) {
+        const batch = await this.sftp
+          .call<{ filename: string }[] | false>((cb) =>
+            this.s.readdir(handle, (err, list) => {
+              if (err && (err as { code?: number }).code === SFTP_EOF) return cb(undefined, false);
+              cb(err, list);
+            }),
+          )
+          .catch((err: unknown) => Promise.reject(sftpError(err, shown)));
+        if (!batch) return names;
+        for (const e of batch) names.push(e.filename);
+        if (names.length > MAX_DIR_ENTRIES) throw new BurrowError(ErrorCodes.IoError, `${shown}: lists more than ${MAX_DIR_ENTRIES} entries; not copying it`);
+      }
+    } finally {
+      await this.sftp.call<undefined>((cb) => this.s.close(handle, this.done(cb))).catch(() => undefined);
+    }
   }
+  private own: Promise<number> | undefined;
+  /** The serving user's uid, taken from the home directory SFTP starts in. */
+  ownUid = (): Promise<number> => (this.own ??= this.do<SftpStats>(this.show('~'), (cb) => this.s.stat('.', cb)).then((st) => st.uid));
+  // SFTP v3 has no device and inode numbers: the server's canonical path stands in.
+  dirId = (p: string): Promise<string> => this.realpath(p);
   readlink = (p: string): Promise<string> => this.do(this.show(p), (cb) => this.s.readlink(p, cb));
   realpath = (p: string): Promise<string> => this.do(this.show(p), (cb) => this.s.realpath(p, cb));
 
@@ -315,7 +353,7 @@ export class RemoteTree implements Tree {
       return null;
     }
     const h = await this.do<SftpStats>(this.show(p), (cb) => this.s.fstat(file.handle, cb));
-    if (!h.isFile() || h.size !== before.size || h.mtime !== before.mtime) {
+    if (!h.isFile() || h.size !== before.size || h.mtime !== before.mtime || h.uid !== (await this.ownUid())) {
       await file.close();
       return null;
     }
@@ -337,7 +375,20 @@ export class RemoteTree implements Tree {
     await this.do(shown, (cb) => this.s.rename(from, to, this.done(cb)));
   }
   remove = (p: string): Promise<void> => this.do(this.show(p), (cb) => this.s.unlink(p, this.done(cb)));
-  setDirAttrs = (p: string, a: Attrs): Promise<void> => this.do(this.show(p), (cb) => this.s.setstat(p, attrsOf(a), this.done(cb)));
+  /** lsetstat@openssh.com never follows a link; without it, setstat only after lstat finds a directory. */
+  async setDirAttrs(p: string, a: Attrs): Promise<void> {
+    const shown = this.show(p);
+    try {
+      await this.sftp.call<undefined>((cb) => this.s.ext_openssh_lsetstat(p, attrsOf(a), this.done(cb)));
+      return;
+    } catch (err) {
+      if (err instanceof BurrowError) throw err; // the connection is gone
+      // ssh2 throws before sending when the server lacks the extension; a server's status is final.
+      if (typeof (err as { code?: unknown }).code === 'number') throw sftpError(err, shown);
+    }
+    if ((await this.meta(p, false))?.kind !== 'dir') throw new BurrowError(ErrorCodes.IoError, `${shown}: no longer a directory; not setting its mode or times`);
+    await this.do(shown, (cb) => this.s.setstat(p, attrsOf(a), this.done(cb)));
+  }
 }
 
 function attrsOf(a: Attrs): InputAttributes {

@@ -6,7 +6,9 @@
 // listing must be plain names, each listed once; nothing is written through a symbolic link the
 // copy did not find in place and the user did not name (cp-fs.ts: exclusive creation, renames
 // that replace a link, modes set through handles); a directory is verified with lstat before the
-// copy descends into it. The same rules hold on the host's side for uploads.
+// copy descends into it. The same rules hold on the host's side for uploads. A name taken from the
+// remote's realpath is checked like a listed one, one destination name takes one top-level source,
+// and listings, depth and -L loops are bounded (SECURITY.md, "Copies").
 //
 // Each file goes to a ".NAME.burrow-part.RANDOM" beside its destination and is renamed into place
 // on success. Reads run ahead of writes; writes are issued in order and at most WINDOW are in
@@ -44,12 +46,16 @@ const RANDOM_HEX = 12;
 const LOSS_POLL_MS = 1000;
 /** Paths one remote glob may expand to. */
 const MAX_GLOB_MATCHES = 100_000;
+/** Directory levels a copy descends; deeper ones are skipped with a warning. */
+const MAX_DEPTH = 256;
 
 interface Options {
   recursive: boolean;
   preserve: boolean;
   resume: boolean;
   follow: boolean;
+  /** The remote's modes are applied here without setuid, setgid or sticky bits. */
+  download: boolean;
 }
 
 const quote = (s: string): string => JSON.stringify(s.length > 60 ? `${s.slice(0, 60)}…` : s);
@@ -118,7 +124,7 @@ export function globRegex(seg: string): RegExp {
 
 /** The paths a remote pattern names, sorted per directory; a pattern without glob characters is itself. */
 async function expandRemote(tree: Tree, pattern: string): Promise<string[]> {
-  if (!hasGlob(pattern)) return [pattern];
+  if (!hasGlob(pattern)) return [unescapeGlob(pattern)]; // `a\[1\].txt` names a[1].txt
   const join = (dir: string, name: string): string => (dir === '' ? name : posix.join(dir, name));
   let paths = [pattern.startsWith('/') ? '/' : ''];
   for (const seg of pattern.split('/').filter((s) => s !== '')) {
@@ -127,7 +133,8 @@ async function expandRemote(tree: Tree, pattern: string): Promise<string[]> {
       continue;
     }
     const re = globRegex(seg);
-    const next: string[] = [];
+    // A name listed twice is one path (two top-level sources of one name would write through each other).
+    const next = new Set<string>();
     for (const dir of paths) {
       if ((await tree.meta(dir || '.', true))?.kind !== 'dir') continue;
       for (const name of (await tree.list(dir || '.')).sort()) {
@@ -138,11 +145,11 @@ async function expandRemote(tree: Tree, pattern: string): Promise<string[]> {
         } catch {
           continue;
         }
-        next.push(join(dir, name));
-        if (next.length > MAX_GLOB_MATCHES) throw new BurrowError(ErrorCodes.BadArgument, `${tree.show(pattern)} matches more than ${MAX_GLOB_MATCHES} paths`);
+        next.add(join(dir, name));
+        if (next.size > MAX_GLOB_MATCHES) throw new BurrowError(ErrorCodes.BadArgument, `${tree.show(pattern)} matches more than ${MAX_GLOB_MATCHES} paths`);
       }
     }
-    paths = next;
+    paths = [...next];
   }
   const found: string[] = [];
   for (const p of paths) if (await tree.meta(p, false)) found.push(p);
@@ -253,20 +260,39 @@ class Copier {
     this.say(`burrow: ${err.code}: ${err.message}`);
   }
 
-  async copy(from: string, to: string, top: boolean): Promise<void> {
+  /** Directories being copied (their dirId), to skip a loop of links under -L. */
+  private readonly ancestors = new Set<string>();
+
+  async copy(from: string, to: string, top: boolean, depth = 0): Promise<void> {
     const m = await this.src.meta(from, top || this.opts.follow);
     if (!m) throw new BurrowError(ErrorCodes.NotFound, `${this.src.show(from)}: no such file or directory`);
+    // stat of a top-level source never answers "link" unless the server lies; a link made there
+    // would be a destination the next source of that name writes through.
+    if (m.kind === 'link' && top) throw new BurrowError(ErrorCodes.IoError, `${this.src.show(from)}: not a regular file or directory`);
     if (m.kind === 'link') return this.placeLink(await this.src.readlink(from), to);
     if (m.kind === 'dir') {
       if (!this.opts.recursive) throw new BurrowError(ErrorCodes.BadArgument, `${this.src.show(from)} is a directory (use -r)`);
-      return this.copyDir(from, to, m, top);
+      if (depth >= MAX_DEPTH) return this.skip(`${this.src.show(from)}: deeper than ${MAX_DEPTH} directory levels`);
+      const id = this.opts.follow ? await this.src.dirId(from) : undefined;
+      if (id !== undefined && this.ancestors.has(id)) return this.skip(`${this.src.show(from)}: a symbolic link loop (it leads back to a directory being copied)`);
+      if (id !== undefined) this.ancestors.add(id);
+      try {
+        return await this.copyDir(from, to, m, top, depth);
+      } finally {
+        if (id !== undefined) this.ancestors.delete(id);
+      }
     }
     if (m.kind === 'file') return this.copyFile(from, to, m, top);
     if (top) throw new BurrowError(ErrorCodes.IoError, `${this.src.show(from)}: not a regular file`);
     this.skip(`${this.src.show(from)}: not a regular file, directory or symbolic link`);
   }
 
-  private async copyDir(from: string, to: string, m: Meta, top: boolean): Promise<void> {
+  /** Mode bits -p applies: the remote's never include setuid, setgid or sticky (scp -p keeps them; burrow does not trust them). */
+  private preserved(mode: number): number {
+    return mode & (this.opts.download ? 0o777 : 0o7777);
+  }
+
+  private async copyDir(from: string, to: string, m: Meta, top: boolean, depth: number): Promise<void> {
     await this.ensureDir(to, m.mode, top);
     const seen = new Set<string>();
     for (const raw of await this.src.list(from)) {
@@ -283,9 +309,9 @@ class Copier {
         continue;
       }
       seen.add(name);
-      await this.copy(this.src.join(from, name), this.dst.join(to, name), false);
+      await this.copy(this.src.join(from, name), this.dst.join(to, name), false, depth + 1);
     }
-    if (this.opts.preserve) await this.dst.setDirAttrs(to, { mode: m.mode & 0o7777, atime: m.atime, mtime: m.mtime });
+    if (this.opts.preserve) await this.dst.setDirAttrs(to, { mode: this.preserved(m.mode), atime: m.atime, mtime: m.mtime });
   }
 
   /** Make `p` a real directory: one the user named may be a link to one; below it, a link is replaced (as rsync -a does). */
@@ -293,6 +319,7 @@ class Copier {
     const here = await this.dst.meta(p, false);
     if (here?.kind === 'dir') return;
     if (here?.kind === 'link' && top) {
+      await this.mayFollow(p, here);
       if ((await this.dst.meta(p, true))?.kind === 'dir') return;
       throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: exists and is not a directory`);
     }
@@ -300,6 +327,19 @@ class Copier {
     else if (here) throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: exists and is not a directory`);
     await this.dst.mkdir(p, (mode & 0o777) | 0o700);
     if ((await this.dst.meta(p, false))?.kind !== 'dir') throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: not a directory after creating it; not descending`);
+  }
+
+  /**
+   * A link the user named as the destination is followed, as cp and scp do, but not one someone
+   * else owns in a sticky world-writable directory such as /tmp: the kernel's
+   * fs.protected_symlinks rule, which resolving the link ourselves would otherwise bypass.
+   */
+  async mayFollow(p: string, link: Meta): Promise<void> {
+    const own = await this.dst.ownUid();
+    if (link.uid === own || link.uid === 0) return;
+    const parent = await this.dst.meta(this.dst.dirname(p), true);
+    if (!parent || (parent.mode & 0o1002) !== 0o1002 || parent.uid === link.uid) return;
+    throw new BurrowError(ErrorCodes.IoError, `${this.dst.show(p)}: a symbolic link owned by uid ${link.uid} in a sticky world-writable directory; not following it (remove it or name another destination)`);
   }
 
   /** A symbolic link, made beside `p` and renamed over it: an existing link or file is replaced, never followed. */
@@ -327,8 +367,12 @@ class Copier {
 
   private async copyFile(from: string, to: string, m: Meta, top: boolean): Promise<void> {
     let dest = to;
-    // A link the user named as the destination is followed, as cp and scp do; below it, replaced.
-    if (top && (await this.dst.meta(dest, false))?.kind === 'link') dest = await this.dst.realpath(dest).catch(() => dest);
+    // A link the user named as the destination is followed (see mayFollow); below it, replaced.
+    const here = top ? await this.dst.meta(dest, false) : null;
+    if (here?.kind === 'link') {
+      await this.mayFollow(dest, here);
+      dest = await this.dst.realpath(dest).catch(() => dest);
+    }
     const shown = this.dst.show(dest);
     if ((await this.dst.meta(dest, false))?.kind === 'dir') throw new BurrowError(ErrorCodes.IoError, `${shown}: is a directory`);
     const dir = this.dst.dirname(dest);
@@ -371,7 +415,7 @@ class Copier {
         this.totalBytes += n;
         this.progress(from, done, m.size);
       });
-      const attrs: Attrs = this.opts.preserve ? { mode: m.mode & 0o7777, atime: m.atime, mtime: m.mtime } : { mode: m.mode & 0o755 };
+      const attrs: Attrs = this.opts.preserve ? { mode: this.preserved(m.mode), atime: m.atime, mtime: m.mtime } : { mode: m.mode & 0o755 };
       await part.file.setAttrs(attrs);
     } finally {
       await Promise.allSettled([source.close(), part?.file.close()]);
@@ -390,10 +434,19 @@ class Copier {
 
 /** The name a source keeps inside a destination directory. */
 async function nameIn(tree: Tree, p: string): Promise<string> {
-  let name = tree.basename(p);
-  if (name === '' || name === '.' || name === '..') name = tree.basename(await tree.realpath(p));
-  if (name === '') throw new BurrowError(ErrorCodes.BadArgument, `${tree.show(p)} has no name to copy under; name the destination itself`);
-  return name;
+  const name = tree.basename(p);
+  if (name !== '' && name !== '.' && name !== '..') return name;
+  // `box:~`, `box:.`: the name comes from the remote's realpath, which must be a plain name too
+  // (an answer of "/home/.." would otherwise copy into the destination's parent).
+  const real = await tree.realpath(p);
+  let safe: string | null = null;
+  try {
+    safe = safeRemoteName(tree.basename(real));
+  } catch {
+    // not a plain name: refused below
+  }
+  if (safe === null) throw new BurrowError(ErrorCodes.BadArgument, `${tree.show(p)} resolves to ${quote(real)}, which has no name to copy under; name the destination itself`);
+  return safe;
 }
 
 /** Fail every SFTP call of this copy once the connection or the channel is gone. */
@@ -424,7 +477,7 @@ export async function runCopy(ctx: AgentContext, req: FrameOf<'cp'>, session: Ip
   for (const s of [...srcs, dst]) {
     if (s.kind === 'local' && !isAbsolute(s.path)) throw new BurrowError(ErrorCodes.BadArgument, `local path ${s.path} must be absolute (the CLI makes it so)`);
   }
-  const opts: Options = { recursive: req.recursive ?? false, preserve: req.preserve ?? false, resume: req.resume ?? false, follow: req.follow ?? false };
+  const opts: Options = { recursive: req.recursive ?? false, preserve: req.preserve ?? false, resume: req.resume ?? false, follow: req.follow ?? false, download };
   const target = await resolveTarget(label, ctx.state, ctx.defaultUser);
   const conn = await ctx.pool.get(bulkLane(target));
   const opened = await ctx.pool.openSftp(conn);
@@ -440,14 +493,23 @@ export async function runCopy(ctx: AgentContext, req: FrameOf<'cp'>, session: Ip
     const sources: string[] = [];
     for (const s of srcs) sources.push(...(download ? await expandRemote(remote, homeRelative(s.path)) : [s.path]));
     const dstPath = download ? dst.path : homeRelative(dst.path);
+    // lstat of "link/" would follow it: the link itself is looked at without the slash.
+    const bare = dstPath.replace(/(?<=.)\/+$/, '');
+    const named = await to.meta(bare, false);
+    if (named?.kind === 'link') await copier.mayFollow(bare, named);
     // Several sources, or a destination written with a trailing slash, go into a directory.
     const into = (await to.meta(dstPath, true))?.kind === 'dir';
     if (!into && (sources.length > 1 || dstPath.endsWith('/'))) {
       throw new BurrowError(ErrorCodes.NotFound, `${to.show(dstPath)}: no such directory (with several sources or a trailing /, the destination must be one)`);
     }
+    // Two sources of one name would land on one path, the second over (or through) the first: as cp, refused.
+    const placed = new Set<string>();
     for (const s of sources) {
       try {
-        await copier.copy(s, into ? to.join(dstPath, await nameIn(from, s)) : dstPath, true);
+        const dest = into ? to.join(dstPath, await nameIn(from, s)) : dstPath;
+        if (placed.has(dest)) throw new BurrowError(ErrorCodes.BadArgument, `not overwriting ${to.show(dest)}, just copied from another source, with ${from.show(s)}`);
+        placed.add(dest);
+        await copier.copy(s, dest, true);
       } catch (err) {
         if (sources.length === 1 || !isFileError(err)) throw err;
         copier.failSource(err);
