@@ -124,7 +124,8 @@ async function main(): Promise<void> {
   const agent = await startDaemon();
   const sink = await startSink();
   // A daemon that dies mid-run says why here (its JSON log lines are kept by the helper).
-  for (const d of [host, agent]) d.proc.once('exit', (code, sig) => process.stderr.write(`a daemon exited (${code ?? sig}); last log lines: ${JSON.stringify(d.logs.slice(-5))}\n`));
+  let finished = false;
+  for (const d of [host, agent]) d.proc.once('exit', (code, sig) => finished || process.stderr.write(`a daemon exited (${code ?? sig}); last log lines: ${JSON.stringify(d.logs.slice(-5))}\n`));
   agent.proc.stderr!.on('data', (b: Buffer) => {
     for (const line of b.toString().split('\n')) if (line && !line.startsWith('{')) process.stderr.write(`agent: ${line}\n`);
   });
@@ -227,6 +228,7 @@ async function main(): Promise<void> {
     sshCat.stdin!.end();
     spawnSync('ssh', [...sshOpts, '-O', 'exit', dest], { stdio: 'ignore' });
   } finally {
+    finished = true;
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     sink.server.close();
     await stopAllDaemons();

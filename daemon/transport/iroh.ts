@@ -123,10 +123,13 @@ function endpointAddrOf(p: PeerAddr): Iroh.EndpointAddr {
   return new iroh.EndpointAddr(id, p.relayUrl ?? null, p.direct);
 }
 
-// Slices of what crosses the binding at once; see _write and pump. Smaller slices keep the event
-// loop responsive under bulk load, larger ones cost fewer crossings (bench/interactive, bench/cp).
-const READ_SIZE = Number(process.env['BURROW_IROH_READ'] ?? 64 * 1024);
-const WRITE_SLICE = Number(process.env['BURROW_IROH_WRITE'] ?? 64 * 1024);
+// What crosses the binding at once, each way. PITFALL: the binding converts Array<number> element
+// by element on the main thread, so one crossing holds the event loop for as long as its slice
+// takes. Measured on loopback (bench/interactive, bench/transport, same runs): 8 KiB slices keep a
+// keystroke's echo under bulk load at 1.5-2.7x idle (64 KiB: 6-10x) with no loss of throughput
+// (raw stream 9.9-12.0 MiB/s at 8 KiB vs 8.4-11.3 at 64 KiB, interleaved runs).
+const READ_SIZE = 8 * 1024;
+const WRITE_SLICE = 8 * 1024;
 
 /** A Node Duplex over one QUIC bi-stream, with backpressure both ways and half-close. */
 export class IrohStream extends Duplex {
@@ -143,9 +146,8 @@ export class IrohStream extends Duplex {
   }
 
   // Resolves once QUIC has taken the bytes into its send window, so a full window holds the writer.
-  // PITFALL: the binding converts the Array<number> element by element on the main thread inside
-  // writeAll (several ms per 64 KiB): big chunks go in slices, so a keystroke waiting on the event
-  // loop waits for one slice, not for a whole chunk.
+  // Big chunks go in slices (WRITE_SLICE), so a keystroke waiting on the event loop waits for one
+  // slice's conversion, not a whole chunk's.
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     let off = 0;
     const next = (): void => {
