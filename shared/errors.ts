@@ -137,3 +137,11 @@ export const MAX_ERROR_MESSAGE = 4096;
 export function boundedMessage(s: string): string {
   return s.length <= MAX_ERROR_MESSAGE ? s : `${s.slice(0, MAX_ERROR_MESSAGE)}... (${s.length - MAX_ERROR_MESSAGE} more characters)`;
 }
+
+/** C0/C1 controls, DEL and bidi overrides: what must never reach a terminal from a peer's text. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text another party chose, made safe to print: control characters become "?". */
+export function printable(s: string): string {
+  return s.replace(CONTROL, '?');
+}

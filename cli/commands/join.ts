@@ -2,9 +2,10 @@
 // it, proves the code and gets authorized; this records the alias, so `burrow ssh ALIAS` works.
 
 import { addAlias, readAliases } from '../../shared/aliases.js';
-import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes, printable } from '../../shared/errors.js';
 import { formatCode, parseCode } from '../../shared/pair/code.js';
-import { isAliasName } from '../../shared/target.js';
+import { isAliasName, isTicket } from '../../shared/target.js';
+import { ticketEndpointId } from '../../shared/ticket.js';
 import { ask, usage, type CliContext } from '../context.js';
 import { writeSshKnownHosts } from './sshconfig.js';
 
@@ -39,11 +40,15 @@ export async function joinCommand(ctx: CliContext, args: string[]): Promise<numb
   }
   const r = await ask(ctx, { t: 'join', code });
   const ticket = String(r['ticket']);
-  const name = String(r['name']);
+  // The host's offered name is its choice: printed, never raw.
+  const name = printable(String(r['name']));
+  const endpointId = String(r['endpointId']);
+  // The daemon checked this too; the alias must lead to the endpoint the pairing authenticated.
+  if (!isTicket(ticket) || ticketEndpointId(ticket) !== endpointId) throw new BurrowError(ErrorCodes.PairingFailed, 'the host offered a ticket for another endpoint');
   const chosen = alias ?? aliasFor(name, ticket, readAliases(ctx.state));
   addAlias(ctx.state, chosen, ticket);
   writeSshKnownHosts(ctx.state);
-  process.stdout.write(`paired with ${name} (${String(r['endpointId'])}), found via ${String(r['via'])}\n`);
+  process.stdout.write(`paired with ${name} (${endpointId}), found via ${String(r['via'])}\n`);
   process.stdout.write(`alias: ${chosen}   try: burrow ssh ${chosen}\n`);
   return 0;
 }
