@@ -87,18 +87,20 @@ export class MessageStream {
       if (this.done) return;
       // Never more than one message may be pending (each side waits for the other's answer), so
       // more than one message's worth unread is a flood: cut it off here, not after buffering it.
-      if (this.buf.length + c.length > 4 + MAX_MESSAGE) {
-        this.done = true;
-        this.buf = Buffer.alloc(0);
-        this.fail(new BurrowError(ErrorCodes.BadFrame, `pairing input over ${MAX_MESSAGE} bytes`));
-        this.s.destroy();
-        return;
-      }
+      if (this.buf.length + c.length > 4 + MAX_MESSAGE) return this.cutOff(new BurrowError(ErrorCodes.BadFrame, `pairing input over ${MAX_MESSAGE} bytes unread`));
       this.buf = this.buf.length === 0 ? c : Buffer.concat([this.buf, c]);
       this.deliver();
     });
     s.on('end', () => this.fail(new BurrowError(ErrorCodes.Disconnected, 'the other side ended the exchange')));
     s.on('error', (e: Error) => this.fail(e instanceof BurrowError ? e : new BurrowError(ErrorCodes.Disconnected, e.message)));
+  }
+
+  /** The peer broke a limit: keep nothing more of its input, end the stream now. */
+  private cutOff(e: Error): void {
+    this.done = true;
+    this.buf = Buffer.alloc(0);
+    this.fail(e);
+    this.s.destroy();
   }
 
   private fail(e: Error): void {
@@ -112,7 +114,7 @@ export class MessageStream {
   private deliver(): void {
     if (!this.waiting || this.buf.length < 4) return;
     const len = this.buf.readUInt32BE(0);
-    if (len > MAX_MESSAGE) return this.fail(new BurrowError(ErrorCodes.BadFrame, `pairing message of ${len} bytes`));
+    if (len > MAX_MESSAGE) return this.cutOff(new BurrowError(ErrorCodes.BadFrame, `pairing message of ${len} bytes is over ${MAX_MESSAGE}`));
     if (this.buf.length < 4 + len) return;
     const body = this.buf.subarray(4, 4 + len);
     this.buf = this.buf.subarray(4 + len);
