@@ -2,7 +2,7 @@
 // in-test pkarr relay on 127.0.0.1 as the rendezvous (mDNS off: see test/pair-mdns.test.ts).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -156,6 +156,19 @@ describe('pairing by code', () => {
     expect(host.logs.some((l) => l.event === 'pair_failed' && l['peer'] === clientId)).toBe(true);
     expect(await recordAt(parseCode(inv.code).nameplate)).toEqual([]);
 
+    // The joiner remembers the failed code: retrying it sends nothing (a squatter gets no new guess)...
+    const key = z32Encode(nameplateKey(parseCode(inv.code).nameplate).publicKey);
+    const asked = (): number => relay.requests.filter((q) => q.key === key && q.method === 'GET').length;
+    const before = asked();
+    const retry = await runCli(client.cliEnv, ['join', typedSloppily(wrongWords(inv.code))], { timeoutMs: 60_000 });
+    expect(retry.code).toBe(1);
+    expect(retry.stderr).toContain('this code already failed here');
+    expect(asked()).toBe(before);
+    // ...unless told to, and then it meets the burned invitation.
+    const forced = await runCli(client.cliEnv, ['join', wrongWords(inv.code), '--force'], { timeoutMs: 60_000 });
+    expect(forced.code).toBe(1);
+    expect(asked()).toBeGreaterThan(before);
+    expect(readFileSync(join(client.state, 'pair-spent-codes'), 'utf8')).not.toContain(parseCode(inv.code).words[0]);
     const right = await runCli(client.cliEnv, ['join', inv.code], { timeoutMs: 60_000 });
     expect(right.code).toBe(1);
     expect(endpointsOf(host)).toEqual([]);

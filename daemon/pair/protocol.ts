@@ -12,6 +12,7 @@ import { createHmac, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { pack, unpack } from 'msgpackr';
 import { BurrowError, ErrorCodes, printable } from '../../shared/errors.js';
+import { WRONG_CODE } from '../../shared/pair/spent.js';
 import { CPaceAbort, CPaceParty, confirmationTag, lvCat, tagsEqual, type CPaceResult } from './cpace.js';
 
 export const PROTOCOL = 'burrow/pair/1';
@@ -19,7 +20,7 @@ const MAX_MESSAGE = 16 * 1024;
 const AD_JOINER = Buffer.from('burrow join');
 const AD_INVITER = Buffer.from('burrow invite');
 
-export const WRONG_CODE = 'code did not match (or someone else answered): ask for a new code';
+export { WRONG_CODE } from '../../shared/pair/spent.js';
 
 /**
  * Why an inviter refuses before any guess is spent, as sent in `fail {why}`. Before the PAKE has
