@@ -48,12 +48,20 @@ async function hostile(): Promise<IrohTransport> {
   return t;
 }
 
-/** A detached invitation on the shared host: its code and nameplate. */
-async function invite(): Promise<{ code: string; nameplate: string }> {
+interface Invitation {
+  code: string;
+  nameplate: string;
+  /** Host log lines before this index belong to earlier invitations (nameplates get reused). */
+  since: number;
+}
+
+/** A detached invitation on the shared host. */
+async function invite(): Promise<Invitation> {
+  const since = host.logs.length;
   const d = await runCli(host.cliEnv, ['invite', '--detach']);
   expect(d.code).toBe(0);
   const code = /^code: (\S+)$/m.exec(d.stdout)?.[1] ?? '';
-  return { code, nameplate: parseCode(code).nameplate };
+  return { code, nameplate: parseCode(code).nameplate, since };
 }
 
 async function stateOf(nameplate: string): Promise<string | undefined> {
@@ -61,7 +69,13 @@ async function stateOf(nameplate: string): Promise<string | undefined> {
   return list.find((i) => i.nameplate === nameplate)?.state;
 }
 
-const closedFor = (nameplate: string, state: string): Promise<unknown> => host.waitLog((l) => l.event === 'pair_invitation_closed' && l['nameplate'] === nameplate && l['state'] === state, 15_000);
+/** Wait (up to 15 s) until this invitation has closed in `state`. */
+async function closedFor(inv: Invitation, state: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  const seen = (): boolean => host.logs.slice(inv.since).some((l) => l.event === 'pair_invitation_closed' && l['nameplate'] === inv.nameplate && l['state'] === state);
+  while (!seen() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  expect(seen()).toBe(true);
+}
 
 async function dialPair(t: IrohTransport): Promise<{ conn: IrohConnection; st: IrohStream }> {
   const conn = await t.dial(parseTicket(host.ticket), 10_000, PAIR_ALPN);
@@ -139,24 +153,28 @@ describe('pairing against hostile peers', () => {
   it('a flood after a refused start is cut off within seconds, and burrow exec to the host stays responsive meanwhile', async () => {
     await runCli(host.cliEnv, ['host', 'authorize', clientId]);
     const { nameplate } = await invite();
-    const t = await hostile();
-    const { st } = await dialPair(t);
-    const ms = new MessageStream(st);
-    // `start` for a nameplate with no invitation: refused, no guess spent; then the flood.
-    ms.send({ t: 'start', v: 1, nameplate: '0', sid: randomBytes(16), share: randomBytes(32) });
-    const flooding = flood(st, 50 * 1024 * 1024, 20_000);
+    // Four hostile endpoints, two connections each (the most one peer gets), all flooding at once.
+    const peers = await Promise.all(Array.from({ length: 4 }, () => hostile()));
+    const streams = (await Promise.all(peers.flatMap((t) => [dialPair(t), dialPair(t)]))).map((d) => d.st);
+    const floods = streams.map((st) => {
+      // `start` for a nameplate with no invitation: refused, no guess spent; then the flood.
+      new MessageStream(st).send({ t: 'start', v: 1, nameplate: '0', sid: randomBytes(16), share: randomBytes(32) });
+      return flood(st, 50 * 1024 * 1024, 20_000);
+    });
     const t0 = Date.now();
     const e = await runCli(client.cliEnv, ['exec', host.ticket, '--', 'true'], { timeoutMs: 30_000 });
     const execMs = Date.now() - t0;
-    const f = await flooding;
+    const fs = await Promise.all(floods);
     expect(e.stderr).toBe('');
     expect(e.code).toBe(0);
     expect(execMs).toBeLessThan(15_000);
-    // Cut off: the stream failed long before 50 MB or the 20 s bound.
-    expect(f.failed).toBe(true);
-    expect(f.stoppedAfterMs).toBeLessThan(10_000);
-    expect(f.sent).toBeLessThan(50 * 1024 * 1024);
-    expect(host.logs.some((l) => l.event === 'pair_refused' && l['peer'] === t.endpointId)).toBe(true);
+    // Cut off: every stream failed long before 50 MB or the 20 s bound.
+    for (const f of fs) {
+      expect(f.failed).toBe(true);
+      expect(f.stoppedAfterMs).toBeLessThan(10_000);
+      expect(f.sent).toBeLessThan(50 * 1024 * 1024);
+    }
+    for (const t of peers) expect(host.logs.some((l) => l.event === 'pair_refused' && l['peer'] === t.endpointId)).toBe(true);
     expect(await stateOf(nameplate)).toBe('open');
     await runCli(host.cliEnv, ['invite', 'cancel', nameplate]);
   }, 90_000);
@@ -191,7 +209,8 @@ describe('pairing against hostile peers', () => {
   }, 60_000);
 
   it('two joins racing for one invitation: the second is refused as "answering" without a guess; the first alone spends it', async () => {
-    const { nameplate } = await invite();
+    const inv = await invite();
+    const { nameplate } = inv;
     const [first, second] = await Promise.all([hostile(), hostile()]);
     const one = await dialPair(first);
     const ms1 = new MessageStream(one.st);
@@ -204,19 +223,19 @@ describe('pairing against hostile peers', () => {
     expect(refused).toBeInstanceOf(PairRefused);
     expect((refused as PairRefused).why).toBe('answering');
     one.conn.close();
-    await closedFor(nameplate, 'burned');
-    const attempts = host.logs.filter((l) => l.event === 'pair_attempt' && l['nameplate'] === nameplate);
+    await closedFor(inv, 'burned');
+    const attempts = host.logs.slice(inv.since).filter((l) => l.event === 'pair_attempt' && l['nameplate'] === nameplate);
     expect(attempts.map((l) => l['peer'])).toEqual([first.endpointId]);
     two.conn.close();
   }, 60_000);
 
   it('a joiner with the right shares but a wrong confirmation tag: burned, nothing authorized, no welcome', async () => {
-    const { code, nameplate } = await invite();
+    const inv = await invite();
     const t = await hostile();
-    const r = await joinWithCode(t, code, { badTag: true });
+    const r = await joinWithCode(t, inv.code, { badTag: true });
     expect(r.welcome).toBeUndefined();
     expect(r.types).toEqual(['share']);
-    await closedFor(nameplate, 'burned');
+    await closedFor(inv, 'burned');
     expect(host.logs.some((l) => l.event === 'pair_failed' && l['peer'] === t.endpointId && /wrong code/.test(String(l['reason'])))).toBe(true);
     expect(endpointsOf(host)).not.toContain(t.endpointId);
     expect(keysOf(host)).not.toContain(endpointKeyLine(t.endpointId).split(' ')[1]);
@@ -224,12 +243,12 @@ describe('pairing against hostile peers', () => {
 
   it('invalid shares (the identity, a non-canonical encoding) burn the invitation and authorize nothing', async () => {
     for (const share of [Buffer.alloc(32), Buffer.alloc(32, 0xff)]) {
-      const { nameplate } = await invite();
+      const inv = await invite();
       const t = await hostile();
       const { conn, st } = await dialPair(t);
       const types = recordTypes(st);
-      new MessageStream(st).send({ t: 'start', v: 1, nameplate, sid: randomBytes(16), share });
-      await closedFor(nameplate, 'burned');
+      new MessageStream(st).send({ t: 'start', v: 1, nameplate: inv.nameplate, sid: randomBytes(16), share });
+      await closedFor(inv, 'burned');
       expect(host.logs.some((l) => l.event === 'pair_failed' && l['peer'] === t.endpointId && /invalid share/.test(String(l['reason'])))).toBe(true);
       expect(types).not.toContain('share');
       expect(endpointsOf(host)).not.toContain(t.endpointId);
@@ -238,13 +257,13 @@ describe('pairing against hostile peers', () => {
   }, 60_000);
 
   it("the joiner's key line is never authorized: a newline in it cannot add a line with options of its choosing", async () => {
-    const { code, nameplate } = await invite();
+    const inv = await invite();
     const t = await hostile();
     const other = endpointKeyLine(randomBytes(32).toString('hex')).split(' ')[1];
     const sneaky = `${endpointKeyLine(t.endpointId)} me\ncommand="touch /tmp/pwned",no-pty ssh-ed25519 ${other} evil`;
-    const r = await joinWithCode(t, code, { key: sneaky });
+    const r = await joinWithCode(t, inv.code, { key: sneaky });
     expect(r.error).toBeUndefined();
-    await closedFor(nameplate, 'joined');
+    await closedFor(inv, 'joined');
     // Exactly what `burrow host authorize ID` writes for the TLS-proven id, nothing of the offer.
     expect(rawKeysFile(host)).not.toContain('command=');
     expect(keysOf(host)).not.toContain(other);
@@ -283,17 +302,22 @@ describe('pairing against hostile peers', () => {
     const busyRefusals = (): number => host.logs.filter((l) => l.event === 'pair_busy').length;
     // A third connection from one peer is refused as busy at once.
     await new Promise((r) => setTimeout(r, 1500));
-    const extra = await dialPair(peers[0]!);
-    extra.st.write(Buffer.from([0, 0]));
-    const reason = await Promise.race([extra.conn.closed, new Promise<string>((r) => setTimeout(() => r('still open'), 10_000))]);
+    // (The refusal may already close it while the stream opens.)
+    const reason = await dialPair(peers[0]!).then(
+      (extra) => {
+        extra.st.write(Buffer.from([0, 0]));
+        return Promise.race([extra.conn.closed, new Promise<string>((r) => setTimeout(() => r('still open'), 10_000))]);
+      },
+      (err: unknown) => String(err),
+    );
     expect(reason).toContain('busy');
     expect(busyRefusals()).toBeGreaterThan(0);
     expect(Date.now()).toBeLessThan(deadline);
     // A real joiner meets the full host: told "busy, try again", its code not spent.
     const j = await runCli(client.cliEnv, ['join', code, '--as', 'busyhost'], { timeoutMs: 60_000 });
     filling = false;
-    expect(j.code).toBe(1);
     expect(j.stderr).toContain('busy');
+    expect(j.code).toBe(1);
     expect(j.stderr).toContain('try again');
     expect(host.logs.some((l) => l.event === 'pair_busy' && l['peer'] === clientId)).toBe(true);
     await Promise.all(holders);

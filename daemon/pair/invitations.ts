@@ -180,9 +180,10 @@ export class Invitations {
     await this.end(inv, 'burned', `${inv.warning}: joins with this code went there; the invitation is burned, make a new code`);
   }
 
-  /** The transport's pairing hook: take a connection only while some invitation is open. */
+  /** The transport's pairing hook: take a connection only while some invitation is open (or being answered). */
   readonly accept = (conn: IrohConnection): boolean => {
-    if (![...this.open.values()].some((i) => i.state === 'open')) return false;
+    // While one is being answered too: a second joiner then hears "being answered", not "none".
+    if (this.open.size === 0) return false;
     const peer = conn.remoteId;
     const mine = this.perPeer.get(peer) ?? 0;
     if (this.serving >= MAX_PAIRING_CONNECTIONS || mine >= MAX_PER_PEER) {

@@ -38,7 +38,8 @@ export async function joinByCode(opts: { transport: IrohTransport; rendezvous: R
   try {
     // QUIC's TLS has authenticated this id; it goes into the PAKE's channel identifier.
     const inviterId = conn.remoteId;
-    const stream = await conn.openStream();
+    // The inviter may refuse (busy, no invitation) as the connection opens: its words are not shown.
+    const stream = await conn.openStream().catch((err: unknown) => Promise.reject(unconfirmed(err, code.nameplate)));
     const ms = new MessageStream(stream);
     try {
       const offer = await runJoiner(ms, {
