@@ -20,7 +20,7 @@ const MAX_MESSAGE = 16 * 1024;
 const AD_JOINER = Buffer.from('burrow join');
 const AD_INVITER = Buffer.from('burrow invite');
 
-export { WRONG_CODE } from '../../shared/pair/spent.js';
+export { WRONG_CODE };
 
 /**
  * Why an inviter refuses before any guess is spent, as sent in `fail {why}`. Before the PAKE has
