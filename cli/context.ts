@@ -6,7 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BurrowError, ErrorCodes, exitCodeFor, toBurrowError } from '../shared/errors.js';
+import { BurrowError, ErrorCodes, exitCodeFor, printable, toBurrowError } from '../shared/errors.js';
 import { ensurePrivateDir } from '../shared/fsutil.js';
 import { IpcConnection } from '../shared/ipc/client.js';
 import { socketPath, stateDir } from '../shared/paths.js';
@@ -32,7 +32,8 @@ export const NATIVE_BIN = fileURLToPath(new URL('dist/native/burrow', PACKAGE_RO
 export function fail(err: unknown): never {
   const e = toBurrowError(err);
   // One line, whatever the message holds (a usage hint after a newline joins it).
-  process.stderr.write(`burrow: ${e.code}: ${e.message.split('\n').map((l) => l.trim()).filter(Boolean).join('; ')}\n`);
+  // Messages may quote what a peer sent: no control character reaches the terminal.
+  process.stderr.write(`burrow: ${e.code}: ${printable(e.message.split('\n').map((l) => l.trim()).filter(Boolean).join('; '))}\n`);
   process.exit(exitCodeFor(e.code));
 }
 

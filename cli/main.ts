@@ -9,8 +9,8 @@ const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMA
 
   invite [--as NAME] [--ttl S] [--detach]   a one-use pairing code for this host; waits for the join
   invite list [--json] | invite cancel [NAMEPLATE]   (no NAMEPLATE: all of them)
-  join CODE [--as ALIAS]          pair with the host that ran burrow invite: afterwards
-                                  burrow ssh ALIAS works
+  join CODE [--as ALIAS] [--force]   pair with the host that ran burrow invite: afterwards
+                                  burrow ssh ALIAS works (--force: retry a code that failed here)
   ssh TARGET [-t|-T] [-N] [-v] [-p PORT] [-l USER] [-o OPTION=VALUE] [-L spec] [-R spec] [-D [bind:]port] [CMD...]
                                   a shell or command on TARGET (PTY when stdin is a terminal);
                                   forwards live as long as this session; ~? lists the escapes

@@ -46,6 +46,9 @@ export function parseEndpointList(text: string): EndpointEntry[] {
 export function parseKeyLine(line: string): KeyEntry | null {
   const t = line.trim();
   if (t === '' || t.startsWith('#')) return null;
+  // A control character (a newline above all) inside a line could smuggle a second line, with
+  // options of its own, into authorized_keys: such a line is not a key. Tabs separate fields.
+  if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(t)) return null;
   const fields: string[] = [];
   let cur = '';
   let quoted = false;

@@ -139,10 +139,15 @@ export function boundedMessage(s: string): string {
 }
 
 /**
- * Text from elsewhere (a remote's file names, a server's messages) made safe to write to a
- * terminal (CVE-2019-6109 class): C0 and C1 controls and DEL become \xNN, so a name cannot move
- * the cursor, retitle the window or erase a line. A newline is kept unless `keepNewline` is false.
+ * Text from elsewhere (a remote's file names, a server's or peer's messages) made safe to write to
+ * a terminal (CVE-2019-6109 class): C0 and C1 controls, DEL and bidi overrides become \xNN or
+ * \uNNNN, so a name cannot move the cursor, retitle the window, erase a line or reorder what is
+ * shown. A newline is kept unless `keepNewline` is false.
  */
 export function printable(s: string, keepNewline = true): string {
-  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\n' && keepNewline ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return s.replace(/[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    if (c === '\n' && keepNewline) return c;
+    const n = c.charCodeAt(0);
+    return n <= 0xff ? `\\x${n.toString(16).padStart(2, '0')}` : `\\u${n.toString(16).padStart(4, '0')}`;
+  });
 }

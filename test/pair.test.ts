@@ -2,12 +2,11 @@
 // in-test pkarr relay on 127.0.0.1 as the rendezvous (mDNS off: see test/pair-mdns.test.ts).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseEndpointList, parseKeyList } from '../shared/authlists.js';
 import { readAliases } from '../shared/aliases.js';
 import { formatCode, parseCode } from '../shared/pair/code.js';
 import { PAIR_WORDS } from '../shared/pair/words.js';
@@ -19,6 +18,7 @@ import { MessageStream, runInviter, type InviterOutcome } from '../daemon/pair/p
 import { IrohTransport, PAIR_ALPN, parseTicket, type IrohConnection } from '../daemon/transport/iroh.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
 import { quietLog } from './helpers/iroh.js';
+import { endpointsOf, keysOf, recordTypes } from './helpers/pair.js';
 import { startPkarrRelay, type TestPkarrRelay } from './helpers/pkarr-relay.js';
 
 const WRONG = 'code did not match (or someone else answered): ask for a new code';
@@ -74,8 +74,6 @@ function startInvite(host: RunningDaemon, args: string[] = []): Promise<RunningI
 }
 
 const idOf = async (d: RunningDaemon): Promise<string> => (await runCli(d.cliEnv, ['host', 'id'])).stdout.trim();
-const endpointsOf = (d: RunningDaemon): string[] => parseEndpointList(existsSync(join(d.state, 'authorized_endpoints')) ? readFileSync(join(d.state, 'authorized_endpoints'), 'utf8') : '').map((e) => e.id);
-const keysOf = (d: RunningDaemon): string[] => parseKeyList(existsSync(join(d.state, 'authorized_keys')) ? readFileSync(join(d.state, 'authorized_keys'), 'utf8') : '').map((k) => k.base64);
 
 /** The same code as a hurried person types it: upper case, spaces, each word cut to its shortest unambiguous prefix. */
 function typedSloppily(code: string): string {
@@ -158,6 +156,19 @@ describe('pairing by code', () => {
     expect(host.logs.some((l) => l.event === 'pair_failed' && l['peer'] === clientId)).toBe(true);
     expect(await recordAt(parseCode(inv.code).nameplate)).toEqual([]);
 
+    // The joiner remembers the failed code: retrying it sends nothing (a squatter gets no new guess)...
+    const key = z32Encode(nameplateKey(parseCode(inv.code).nameplate).publicKey);
+    const asked = (): number => relay.requests.filter((q) => q.key === key && q.method === 'GET').length;
+    const before = asked();
+    const retry = await runCli(client.cliEnv, ['join', typedSloppily(wrongWords(inv.code))], { timeoutMs: 60_000 });
+    expect(retry.code).toBe(1);
+    expect(retry.stderr).toContain('this code already failed here');
+    expect(asked()).toBe(before);
+    // ...unless told to, and then it meets the burned invitation.
+    const forced = await runCli(client.cliEnv, ['join', wrongWords(inv.code), '--force'], { timeoutMs: 60_000 });
+    expect(forced.code).toBe(1);
+    expect(asked()).toBeGreaterThan(before);
+    expect(readFileSync(join(client.state, 'pair-spent-codes'), 'utf8')).not.toContain(parseCode(inv.code).words[0]);
     const right = await runCli(client.cliEnv, ['join', inv.code], { timeoutMs: 60_000 });
     expect(right.code).toBe(1);
     expect(endpointsOf(host)).toEqual([]);
@@ -165,7 +176,7 @@ describe('pairing by code', () => {
     expect(readAliases(client.state)).toEqual({});
   }, 120_000);
 
-  it('a squatter publishing its own record under the nameplate: join fails, its one PAKE guess fails, nothing is authorized, the real invitation reports it', async () => {
+  it('a squatter publishing its own record under the nameplate: join fails, its one PAKE guess fails without seeing the offer, nothing is authorized, the real invitation is burned naming it', async () => {
     const host = await startHost();
     const client = await startClient();
     const inv = await startInvite(host);
@@ -174,6 +185,7 @@ describe('pairing by code', () => {
     // and answers with a PAKE for a guessed password: a real endpoint running the real protocol.
     const squatter = await IrohTransport.bind({ seed: randomBytes(32), relay: { mode: 'disabled' }, bind: '127.0.0.1:0', log: quietLog });
     const outcomes: InviterOutcome[] = [];
+    const received: string[][] = [];
     let authorizedBySquatter = 0;
     try {
       squatter.serve({
@@ -182,6 +194,7 @@ describe('pairing by code', () => {
         pairing: (victim) => {
           void victim.acceptStream().then(async (st) => {
             st.on('error', () => undefined);
+            received.push(recordTypes(st));
             const o = await runInviter(new MessageStream(st), {
               joinerId: victim.remoteId,
               inviterId: squatter.endpointId,
@@ -198,31 +211,42 @@ describe('pairing by code', () => {
           return true;
         },
       });
-      await new PkarrRelay(relay.url).put(nameplateKey(nameplate), encodeTxtPacket([{ name: `_burrow-pair.${nameplateKey(nameplate).z32}`, ttl: 60, strings: recordStrings(squatter.addr()) }]));
+      const squat = (): Promise<void> => new PkarrRelay(relay.url).put(nameplateKey(nameplate), encodeTxtPacket([{ name: `_burrow-pair.${nameplateKey(nameplate).z32}`, ttl: 60, strings: recordStrings(squatter.addr()) }]));
+      await squat();
+      // The host notices within its 2 s watch and burns the code: burrow invite exits 1 naming
+      // the squatter, and the code no longer works at the host.
+      const r = await inv.done;
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`overwritten by endpoint ${squatter.endpointId}`);
+      expect(r.stderr).toContain('burned');
+      await host.waitLog((l) => l.event === 'pair_squatted' && l['peer'] === squatter.endpointId);
+      expect((await runCli(host.cliEnv, ['invite', 'list'])).stdout).toContain('no open invitations');
+      // The withdrawal erased the squat; a persistent squatter writes it again, and a join (the
+      // user retrying the code) reaches it: one PAKE guess for it, which fails.
+      await squat();
       const j = await runCli(client.cliEnv, ['join', inv.code], { timeoutMs: 60_000 });
       expect(j.code).toBe(1);
       expect(j.stderr).toContain(WRONG);
-      await host.waitLog((l) => l.event === 'pair_squatted' && l['peer'] === squatter.endpointId);
       const deadline = Date.now() + 10_000;
       while (outcomes.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(outcomes).toEqual([{ kind: 'failed', reason: expect.stringContaining('a wrong code was tried') as unknown as string }]);
+      // The joiner left on the squatter's bad tag: the squatter saw `start`, never `confirm` (the offer).
+      expect(outcomes).toEqual([{ kind: 'failed', reason: expect.stringContaining('left before confirming') as unknown as string }]);
+      expect(received).toEqual([['start']]);
       expect(authorizedBySquatter).toBe(0);
       expect(endpointsOf(host)).toEqual([]);
       expect(keysOf(host)).toEqual([]);
       expect(readAliases(client.state)).toEqual({});
-      // burrow invite, still waiting, has told its user who took the nameplate.
-      const until = Date.now() + 10_000;
-      while (!inv.stderr().includes('overwritten') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      expect(inv.stderr()).toContain(`overwritten by endpoint ${squatter.endpointId}`);
-      inv.proc.kill('SIGTERM');
     } finally {
       await squatter.close();
     }
   }, 120_000);
 
   it('a squatter relaying to the real inviter: the channel binding fails, the real invitation reports the failed attempt, nothing is authorized', async () => {
+    // The squatter feeds the joiner its record through a relay the host does not watch (as a
+    // spoofed mDNS answer would), so the host learns of it only from the relayed attempt.
+    const joinerRelay = await startPkarrRelay();
     const host = await startHost();
-    const client = await startClient();
+    const client = await startDaemon({ args: ['--pkarr-relay', joinerRelay.url, '--mdns', 'off'] });
     const inv = await startInvite(host);
     const nameplate = parseCode(inv.code).nameplate;
     const squatter = await IrohTransport.bind({ seed: randomBytes(32), relay: { mode: 'disabled' }, bind: '127.0.0.1:0', log: quietLog });
@@ -246,7 +270,7 @@ describe('pairing by code', () => {
           return true;
         },
       });
-      await new PkarrRelay(relay.url).put(nameplateKey(nameplate), encodeTxtPacket([{ name: `_burrow-pair.${nameplateKey(nameplate).z32}`, ttl: 60, strings: recordStrings(squatter.addr()) }]));
+      await new PkarrRelay(joinerRelay.url).put(nameplateKey(nameplate), encodeTxtPacket([{ name: `_burrow-pair.${nameplateKey(nameplate).z32}`, ttl: 60, strings: recordStrings(squatter.addr()) }]));
       const j = await runCli(client.cliEnv, ['join', inv.code], { timeoutMs: 60_000 });
       expect(j.code).toBe(1);
       expect(j.stderr).toContain(WRONG);
@@ -260,6 +284,7 @@ describe('pairing by code', () => {
     } finally {
       for (const c of held) c.close();
       await squatter.close();
+      await joinerRelay.close();
     }
   }, 120_000);
 

@@ -2,7 +2,7 @@
 // a one-use pairing code served by this machine's (host) daemon. Without --detach the invitation
 // lives as long as this command: it ends when someone joins, the code is burned, or it expires.
 
-import { BurrowError, ErrorCodes, isErrorCode } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes, isErrorCode, printable } from '../../shared/errors.js';
 import type { Frame } from '../../shared/ipc/frames.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 
@@ -45,7 +45,7 @@ export async function inviteCommand(ctx: CliContext, args: string[]): Promise<nu
     const list = (r['invitations'] ?? []) as InvitationView[];
     if (rest.includes('--json')) process.stdout.write(JSON.stringify(list, null, 2) + '\n');
     else if (list.length === 0) process.stdout.write('no open invitations\n');
-    else for (const i of list) process.stdout.write(`${i.nameplate}\t${i.name}\t${i.state}\texpires in ${inMinutes(i.expiresAt)}\t${i.detached ? 'held by daemon' : 'held by burrow invite'}\n`);
+    else for (const i of list) process.stdout.write(`${i.nameplate}\t${printable(i.name)}\t${i.state}\texpires in ${inMinutes(i.expiresAt)}\t${i.detached ? 'held by daemon' : 'held by burrow invite'}\n`);
     return 0;
   }
   if (verb === 'cancel') {
@@ -76,7 +76,8 @@ export async function inviteCommand(ctx: CliContext, args: string[]): Promise<nu
         process.stderr.write(f.data);
       } else if (f.t === 'result') {
         const by = f.value['joinedBy'] as { endpointId: string; name: string } | undefined;
-        process.stdout.write(`joined: ${by?.name ?? '?'} (${by?.endpointId ?? '?'}) is authorized\n`);
+        // The joiner chose its name: printed, never raw.
+        process.stdout.write(`joined: ${printable(by?.name ?? '?')} (${printable(by?.endpointId ?? '?')}) is authorized\n`);
         conn.close();
         resolve(0);
       } else if (f.t === 'error') {

@@ -4,15 +4,12 @@
 
 import { randomInt } from 'node:crypto';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
-import { authorizeEndpoint, editList, parseKeyLine, parseKeyList, readTextOptional } from '../../shared/authlists.js';
+import { authorizeEndpoint } from '../../shared/authlists.js';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import { formatCode, newCode, passwordOf, type PairCode } from '../../shared/pair/code.js';
-import { StateFiles } from '../../shared/paths.js';
-import { endpointKeyLine } from '../../shared/sshkey.js';
 import type { Logger } from '../log.js';
-import type { IrohConnection, IrohTransport } from '../transport/iroh.js';
-import { MessageStream, runInviter, type JoinerOffer } from './protocol.js';
+import { CloseCode, type IrohConnection, type IrohTransport } from '../transport/iroh.js';
+import { BUSY_REASON, MessageStream, runInviter } from './protocol.js';
 import { MAX_INVITATION_SECONDS, type Rendezvous } from './rendezvous.js';
 
 export type InvitationState = 'open' | 'pairing' | 'joined' | 'burned' | 'expired' | 'cancelled';
@@ -42,14 +39,22 @@ interface Invitation extends InvitationStatus {
 export const DEFAULT_TTL_SECONDS = 600;
 /** Nameplate ranges tried in turn: short numbers first, longer ones when those are taken. */
 const NAMEPLATE_RANGES = [99, 99, 99, 999, 999, 999, 9999, 9999];
-/** Pairing connections served at once; more are refused (each may hold a slot for up to 30 s). */
+/** Pairing connections served at once; more are refused as busy. */
 const MAX_PAIRING_CONNECTIONS = 16;
+/** Pairing connections from one endpoint at once: one peer cannot take every slot. */
+const MAX_PER_PEER = 2;
+/**
+ * From the connection to its `start` message: a joiner sends it at once, so a peer that holds a
+ * slot without naming a nameplate is let go quickly (a claimed attempt then has 20 s per step).
+ */
+const START_MS = 5000;
 /** How often an open invitation checks that its rendezvous record was not overwritten. */
 const WATCH_MS = 2000;
 
 export class Invitations {
   private readonly open = new Map<string, Invitation>();
   private serving = 0;
+  private readonly perPeer = new Map<string, number>();
 
   constructor(
     private readonly opts: {
@@ -161,35 +166,52 @@ export class Invitations {
 
   /**
    * Anyone can overwrite a nameplate's record (its key is public). A record naming another
-   * endpoint means someone else answers for this code: joins reach them and fail (they get one
-   * PAKE guess, no more). The inviter is told once, with the squatter's id; what happens to the
-   * invitation is still decided by attempts that reach it.
+   * endpoint means someone else answers for this code: each join that reaches it gives it one
+   * PAKE guess at the words. The code is burned at once (the user is told, with the squatter's
+   * id, to make a new one), so no join can still succeed with it and retrying it is pointless.
    */
   private async checkRecord(inv: Invitation): Promise<void> {
-    if (inv.state !== 'open' || inv.warning !== undefined) return;
+    if (inv.state !== 'open') return;
     const holder = await this.opts.rendezvous.holder(inv.nameplate);
-    if (typeof holder !== 'string' || holder === this.opts.transport.endpointId || inv.state !== 'open' || inv.warning !== undefined) return;
-    inv.warning = `the rendezvous record for nameplate ${inv.nameplate} was overwritten by endpoint ${holder}: joins with this code go there and fail; cancel and make a new code`;
-    this.opts.log.warn({ event: 'pair_squatted', nameplate: inv.nameplate, peer: holder }, 'rendezvous record overwritten by another endpoint');
+    if (typeof holder !== 'string' || holder === this.opts.transport.endpointId || inv.state !== 'open') return;
+    inv.warning = `the rendezvous record for nameplate ${inv.nameplate} was overwritten by endpoint ${holder}`;
+    this.opts.log.warn({ event: 'pair_squatted', nameplate: inv.nameplate, peer: holder }, 'rendezvous record overwritten by another endpoint; invitation burned');
     for (const fn of inv.noticed) fn(inv.warning);
+    await this.end(inv, 'burned', `${inv.warning}: joins with this code went there; the invitation is burned, make a new code`);
   }
 
-  /** The transport's pairing hook: take a connection only while some invitation is open. */
+  /** The transport's pairing hook: take a connection only while some invitation is open (or being answered). */
   readonly accept = (conn: IrohConnection): boolean => {
-    if (![...this.open.values()].some((i) => i.state === 'open')) return false;
-    if (this.serving >= MAX_PAIRING_CONNECTIONS) return false;
+    // While one is being answered too: a second joiner then hears "being answered", not "none".
+    if (this.open.size === 0) return false;
+    const peer = conn.remoteId;
+    const mine = this.perPeer.get(peer) ?? 0;
+    if (this.serving >= MAX_PAIRING_CONNECTIONS || mine >= MAX_PER_PEER) {
+      // Refused for load, not for the code: the joiner says "busy, try again" and spends nothing.
+      this.opts.log.warn({ event: 'pair_busy', peer, serving: this.serving, fromPeer: mine }, 'pairing connection refused: busy');
+      conn.close(BUSY_REASON, CloseCode.Refused);
+      return true;
+    }
     this.serving++;
-    void this.serve(conn).finally(() => this.serving--);
+    this.perPeer.set(peer, mine + 1);
+    void this.serve(conn).finally(() => {
+      this.serving--;
+      const n = (this.perPeer.get(peer) ?? 1) - 1;
+      if (n > 0) this.perPeer.set(peer, n);
+      else this.perPeer.delete(peer);
+    });
     return true;
   };
 
   private async serve(conn: IrohConnection): Promise<void> {
     const peer = conn.remoteId;
+    const startBy = Date.now() + START_MS;
     let claimed: Invitation | undefined;
     let stream;
     try {
-      stream = await Promise.race([conn.acceptStream(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no stream')), 10_000).unref())]);
+      stream = await Promise.race([conn.acceptStream(), new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no stream')), START_MS).unref())]);
     } catch {
+      this.opts.log.info({ event: 'pair_refused', peer, reason: 'no pairing stream' }, 'pairing connection refused');
       conn.close('no pairing stream');
       return;
     }
@@ -197,20 +219,21 @@ export class Invitations {
     const outcome = await runInviter(ms, {
       joinerId: peer,
       inviterId: this.opts.transport.endpointId,
+      startTimeoutMs: Math.max(1, startBy - Date.now()),
       hooks: {
         claim: (nameplate) => {
           const inv = this.open.get(nameplate);
-          if (!inv) return { refuse: `no open invitation under nameplate ${nameplate}: ask for a new code` };
-          if (inv.state !== 'open') return { refuse: 'another machine is answering this invitation right now: ask for a new code' };
+          if (!inv) return { refuse: 'none', reason: `no open invitation under nameplate ${nameplate}` };
+          if (inv.state !== 'open') return { refuse: 'answering', reason: 'another machine is answering this invitation right now' };
           inv.state = 'pairing';
           claimed = inv;
           this.opts.log.info({ event: 'pair_attempt', nameplate, peer }, 'pairing attempt');
           return { password: passwordOf(inv.code) };
         },
-        accept: (offer) => {
+        accept: () => {
           // It may have expired or been cancelled while this attempt ran: then nothing is authorized.
           if (!claimed || this.open.get(claimed.nameplate) !== claimed) return Promise.reject(new Error('the invitation ended during the exchange'));
-          return Promise.resolve(this.authorize(peer, offer, claimed));
+          return Promise.resolve(this.authorize(peer, claimed));
         },
       },
     });
@@ -226,20 +249,19 @@ export class Invitations {
         void this.end(claimed, 'burned', `${outcome.reason} by endpoint ${peer}; the invitation is burned`);
       }
     }
-    // Let the last message reach the peer before the connection goes.
-    ms.end();
+    // Nothing more is read; the last message gets up to 2 s to reach the peer, then all goes.
+    ms.close();
     setTimeout(() => conn.close('pairing done'), 2000).unref();
   }
 
-  /** Authorize the confirmed joiner as `burrow host authorize ID` would, then offer our ticket. */
-  private authorize(peer: string, offer: JoinerOffer, inv: Invitation): { ticket: string; name: string } {
+  /**
+   * Authorize the confirmed joiner as `burrow host authorize ID` would (its endpoint id, and that
+   * id as an SSH key), then offer our ticket. Only the key the TLS handshake proved is
+   * authorized: the key line the joiner offers is not (it would let a joiner choose what lands
+   * in authorized_keys, options included).
+   */
+  private authorize(peer: string, inv: Invitation): { ticket: string; name: string } {
     authorizeEndpoint(this.opts.state, peer);
-    // A key other than the endpoint's own (e.g. the joiner's ~/.ssh key) is authorized too.
-    const key = parseKeyLine(offer.key);
-    const keysFile = join(this.opts.state, StateFiles.authorizedKeys);
-    if (key && key.base64 !== endpointKeyLine(peer).split(' ')[1] && !parseKeyList(readTextOptional(keysFile)).some((k) => k.base64 === key.base64)) {
-      editList(keysFile, (l) => [...l, `${key.type} ${key.base64} ${key.comment}`.trim()]);
-    }
     return { ticket: this.opts.transport.ticket(), name: inv.name };
   }
 }

@@ -225,9 +225,48 @@ export class PkarrRelay {
     } catch (err) {
       throw new BurrowError(ErrorCodes.ConnectFailed, `pkarr relay ${this.url}: ${firstLine(err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err))}`);
     }
-    const body = Buffer.from(await res.arrayBuffer());
-    if (res.status === 404) return null;
-    if (!res.ok) throw new BurrowError(ErrorCodes.ConnectFailed, `pkarr relay ${this.url}: HTTP ${res.status}`);
-    return verifyPayload(publicKey, body);
+    if (res.status === 404 || !res.ok) {
+      await res.body?.cancel().catch(() => undefined);
+      if (res.status === 404) return null;
+      throw new BurrowError(ErrorCodes.ConnectFailed, `pkarr relay ${this.url}: HTTP ${res.status}`);
+    }
+    return verifyPayload(publicKey, await readCapped(res, 72 + MAX_PACKET, this.url));
   }
+}
+
+/** A reply body of at most `max` bytes: a relay (anyone's, on --pkarr-relay) cannot make us buffer more. */
+async function readCapped(res: Response, max: number, url: string): Promise<Buffer> {
+  const tooBig = (): BurrowError => new BurrowError(ErrorCodes.BadFrame, `pkarr relay ${url} sent a reply over ${max} bytes`);
+  const declared = Number(res.headers.get('content-length') ?? NaN);
+  if (declared > max) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooBig();
+  }
+  if (!res.body) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      throw tooBig();
+    }
+    chunks.push(Buffer.from(value));
+  }
+  return Buffer.concat(chunks);
+}
+
+/** How far a record's timestamp may be ahead of our clock (clock skew between machines). */
+const MAX_AHEAD_US = 5n * 60n * 1_000_000n;
+
+/**
+ * Whether a record may belong to a live invitation: not older than the longest invitation (plus
+ * the skew allowance), not far in the future. A relay may replay old records or keep future
+ * ones; the signature alone does not say when.
+ */
+export function isFresh(timestampUs: bigint, maxAgeSeconds: number, nowUs = BigInt(Date.now()) * 1000n): boolean {
+  return timestampUs <= nowUs + MAX_AHEAD_US && timestampUs >= nowUs - BigInt(maxAgeSeconds) * 1_000_000n - MAX_AHEAD_US;
 }

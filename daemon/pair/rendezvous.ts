@@ -7,7 +7,7 @@ import { isEndpointId } from '../../shared/target.js';
 import type { Logger } from '../log.js';
 import type { PeerAddr } from '../transport/iroh.js';
 import { MdnsResponder, mdnsLookup } from './mdns.js';
-import { decodeTxtPacket, encodeTxtPacket, nameplateKey, nowMicros, PkarrRelay } from './pkarr.js';
+import { decodeTxtPacket, encodeTxtPacket, isFresh, nameplateKey, nowMicros, PkarrRelay, type SignedRecord } from './pkarr.js';
 
 const LABEL = '_burrow-pair';
 const MAX_ADDRS = 8;
@@ -31,6 +31,12 @@ export function parseRecordStrings(strings: string[]): PeerAddr | null {
     else if (k === 'addr' && /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(v) && direct.length < MAX_ADDRS) direct.push(v);
   }
   return id ? { id, direct, ...(relayUrl ? { relayUrl } : {}) } : null;
+}
+
+/** Our TXT record in a relay's answer, when the answer is fresh enough to be a live invitation. */
+function recordOf(r: SignedRecord | null, z32: string): { strings: string[] } | undefined {
+  if (!r || !isFresh(r.timestampUs, MAX_INVITATION_SECONDS)) return undefined;
+  return decodeTxtPacket(r.packet).find((t) => t.name.toLowerCase() === `${LABEL}.${z32}`);
 }
 
 export interface Found {
@@ -91,8 +97,7 @@ export class Rendezvous {
     if (!this.relay) return undefined;
     try {
       const key = nameplateKey(nameplate);
-      const r = await this.relay.get(key.publicKey);
-      const rec = r ? decodeTxtPacket(r.packet).find((t) => t.name.toLowerCase() === `${LABEL}.${key.z32}`) : undefined;
+      const rec = recordOf(await this.relay.get(key.publicKey), key.z32);
       return rec ? (parseRecordStrings(rec.strings)?.id ?? null) : null;
     } catch {
       return undefined;
@@ -123,7 +128,7 @@ export class Rendezvous {
       const relay = this.relay;
       attempts.push(
         relay.get(key.publicKey).then((r) => {
-          const rec = r ? decodeTxtPacket(r.packet).find((t) => t.name.toLowerCase() === `${LABEL}.${key.z32}`) : undefined;
+          const rec = recordOf(r, key.z32);
           const addr = rec ? parseRecordStrings(rec.strings) : null;
           if (!addr) throw new BurrowError(ErrorCodes.NotFound, `no invitation under nameplate ${nameplate} on ${relay.url}`);
           return { addr, via: 'pkarr' as const };
