@@ -45,10 +45,10 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--keepalive-interval SECONDS] [--keepalive-count N]
                [--login-grace-time SECONDS] [--max-startups N|START:RATE:FULL] [--per-peer-startups N]
                [--pkarr-relay URL|disabled] [--mdns on|off]
+               [--session-cap N] [--session-linger SECONDS] [--session-ring BYTES]
 --bind may be given more than once (or comma-separated), one IPv4 and one IPv6 address
 (e.g. --bind 0.0.0.0:7000 --bind [::]:7000): only what is named is bound and advertised.
-               [--session-cap N] [--session-linger SECONDS] [--session-ring BYTES]
-Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
+Every setting but --state, --socket and --foreground may also be a key of STATE/config.json (camelCase:
 logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
 
 function bad(message: string): BurrowError {

@@ -17,7 +17,7 @@ import { ForwardManager } from './agent/forward.js';
 import { resolveTarget } from './agent/resolve.js';
 import { askSessions, attachSession } from './session/agent.js';
 import { parseForward } from '../shared/forward.js';
-import { parseDaemonArgs, type DaemonOptions } from './config.js';
+import { USAGE, parseDaemonArgs, type DaemonOptions } from './config.js';
 import { HostAuth } from './host/auth.js';
 import { Host } from './host/server.js';
 import { loadOrCreateIdentity } from './identity.js';
@@ -219,6 +219,11 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
 
 if (process.argv.slice(2).some((a) => a === '--version' || a === '-V')) {
   process.stdout.write(`burrowd ${VERSION}\n`);
+  process.exit(0);
+}
+// Asked-for help goes to stdout with status 0, whole (a usage error still gets it on stderr, 2).
+if (process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+  process.stdout.write(`${USAGE}\n`);
   process.exit(0);
 }
 let opts: DaemonOptions;

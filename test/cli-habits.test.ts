@@ -2,7 +2,7 @@
 // cancel by spec, PTY choice, ssh's options and escapes, the session environment, plain error
 // messages, and the small rest (status aliases, ssh-config, system install, the agent unit).
 
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -289,3 +289,20 @@ describe('the small rest', () => {
   });
 });
 
+
+describe('burrowd --help', () => {
+  it('prints the whole usage on stdout and exits 0', async () => {
+    const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      const p = spawn(process.execPath, [BURROWD, '--help']);
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.once('close', (code) => resolve({ code, out, err }));
+    });
+    expect(r.code).toBe(0);
+    expect(r.err).toBe('');
+    expect(r.out).toMatch(/^usage: burrowd /);
+    expect(r.out).toContain('\n               [--session-cap N]'); // continuation lines keep their indentation
+  });
+});
