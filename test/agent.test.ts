@@ -216,16 +216,30 @@ describe('agent lifecycle', () => {
     const holder = await startDaemon(); // only for its temp dirs
     const socket = join(holder.dir, 'auto.sock');
     const env = { ...holder.cliEnv, BURROW_SOCKET: socket, BURROW_NO_AUTOSTART: '0', BURROW_RELAY: 'disabled', BURROW_BIND: '127.0.0.1:0' };
-    const [a, b] = await Promise.all([runCli(env, ['status', '--json']), runCli(env, ['status', '--json'])]);
-    expect(a.code).toBe(0);
-    expect(b.code).toBe(0);
-    const pidA = (JSON.parse(a.stdout) as { daemon: { pid: number } }).daemon.pid;
-    const pidB = (JSON.parse(b.stdout) as { daemon: { pid: number } }).daemon.pid;
-    expect(pidA).toBe(pidB);
-    const stop = await runCli(env, ['daemon', 'stop']);
-    expect(stop.stdout).toContain('stopped');
-    expect(() => process.kill(pidA, 0)).toThrow();
-    await holder.stop();
+    const pids: number[] = [];
+    try {
+      const [a, b] = await Promise.all([runCli(env, ['status', '--json']), runCli(env, ['status', '--json'])]);
+      expect(a.code).toBe(0);
+      expect(b.code).toBe(0);
+      const pidA = (JSON.parse(a.stdout) as { daemon: { pid: number } }).daemon.pid;
+      const pidB = (JSON.parse(b.stdout) as { daemon: { pid: number } }).daemon.pid;
+      pids.push(pidA, pidB);
+      expect(pidA).toBe(pidB);
+      const stop = await runCli(env, ['daemon', 'stop']);
+      expect(stop.stdout).toContain('stopped');
+      expect(() => process.kill(pidA, 0)).toThrow();
+    } finally {
+      // Whatever failed above, the daemon the CLI started does not outlive the test.
+      await runCli(env, ['daemon', 'stop']);
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await holder.stop();
+    }
   });
 
   it('drives an interactive shell: prompt, resize, ~. disconnects, terminal restored', async () => {
