@@ -1,5 +1,4 @@
 import { spawn as spawnProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -10,20 +9,10 @@ import { exec, spawn, status } from '../shared/lib.js';
 import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort } from './helpers/daemon.js';
 import { startSshd, type RunningSshd } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A host daemon and an agent daemon whose endpoint the host authorizes. */
 async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = [], hostDir?: string): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {

@@ -5,7 +5,6 @@
 
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +21,7 @@ import { IpcConnection } from '../shared/ipc/client.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort } from './helpers/daemon.js';
 
 afterAll(stopAllDaemons);
 
@@ -52,16 +51,6 @@ async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = []): 
   const host = await startDaemon({ args: ['--host', ...hostArgs] });
   host.authorizeKey(endpointKeyLine(agentId));
   return { host, agent };
-}
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Pids whose whole command line is exactly `cmd` (the remote process, not a local client naming it). */

@@ -1,13 +1,12 @@
 // Persistent sessions end to end: real host and agent daemons, real CLI processes in real PTYs
 // (node-pty), their screens read through a headless terminal like a user's would be.
 
-import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import * as nodePty from '@lydell/node-pty';
 import xtermHeadless from '@xterm/headless';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort } from './helpers/daemon.js';
 
 const { Terminal } = xtermHeadless;
 
@@ -75,16 +74,6 @@ async function waitUntil(what: string, fn: () => Promise<boolean> | boolean, ms 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(100);
   }
-}
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const alive = (pid: number): boolean => {

@@ -1,6 +1,7 @@
 // Start real burrowd processes for tests: temp state dir, loopback-only, offline iroh.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,5 +186,16 @@ export function runCli(env: Record<string, string>, args: string[], opts: { inpu
     });
     p.stdin.on('error', () => undefined);
     p.stdin.end(opts.input);
+  });
+}
+
+/** A UDP port free on loopback now, for a daemon's iroh bind. */
+export function freeUdpPort(family: 'udp4' | 'udp6' = 'udp4'): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createSocket(family);
+    s.bind(0, family === 'udp4' ? '127.0.0.1' : '::1', () => {
+      const port = s.address().port;
+      s.close(() => resolve(port));
+    });
   });
 }
