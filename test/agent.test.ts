@@ -9,19 +9,10 @@ import { exec, spawn, status } from '../shared/lib.js';
 import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort } from './helpers/daemon.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
 import { startSshd, type RunningSshd } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
-
-/** A host daemon and an agent daemon whose endpoint the host authorizes. */
-async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = [], hostDir?: string): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon({ args: agentArgs });
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host', ...hostArgs], ...(hostDir ? { dir: hostDir } : {}) });
-  host.authorizeKey(endpointKeyLine(agentId));
-  return { host, agent };
-}
 
 describe('agent over iroh', () => {
   let host: RunningDaemon;

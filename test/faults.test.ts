@@ -20,8 +20,7 @@ import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { IpcConnection } from '../shared/ipc/client.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { exec } from '../shared/lib.js';
-import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort } from './helpers/daemon.js';
+import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
 
 afterAll(stopAllDaemons);
 
@@ -43,15 +42,6 @@ afterEach(() => {
  * pgrep must find only ours.
  */
 const uniqueSleep = (seconds: number): string => `sleep ${seconds}.${randomInt(1e8, 1e9)}`;
-
-/** A host daemon and an agent daemon whose endpoint the host authorizes. */
-async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = []): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon({ args: agentArgs });
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host', ...hostArgs] });
-  host.authorizeKey(endpointKeyLine(agentId));
-  return { host, agent };
-}
 
 /** Pids whose whole command line is exactly `cmd` (the remote process, not a local client naming it). */
 function pids(cmd: string): number[] {

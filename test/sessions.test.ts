@@ -5,8 +5,7 @@ import { readFileSync } from 'node:fs';
 import * as nodePty from '@lydell/node-pty';
 import xtermHeadless from '@xterm/headless';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort } from './helpers/daemon.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
 
 const { Terminal } = xtermHeadless;
 
@@ -99,14 +98,6 @@ const SHELL = `env PS1='$ ' bash --norc --noprofile`;
 // Its prompt at the end of the output (bash may turn bracketed paste on after it; a redraw ends
 // by placing the cursor).
 const PROMPT = /\$ (\x1b\[[0-9;?]*[A-Za-z])*$/;
-
-async function hostAndAgent(hostArgs: string[] = [], dir?: string): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon();
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host', ...hostArgs], ...(dir ? { dir } : {}) });
-  host.authorizeKey(endpointKeyLine(agentId));
-  return { host, agent };
-}
 
 afterEach(() => {
   for (const t of terms.splice(0)) {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { endpointKeyLine } from '../../shared/sshkey.js';
 
 // The repo root, whether this runs from test/ (vitest) or from dist/test/ (compiled fixtures).
 const ROOT = new URL(import.meta.url.includes('/dist/test/') ? '../../../' : '../../', import.meta.url);
@@ -198,4 +199,13 @@ export function freeUdpPort(family: 'udp4' | 'udp6' = 'udp4'): Promise<number> {
       s.close(() => resolve(port));
     });
   });
+}
+
+/** An agent daemon and a host daemon that authorizes the agent's endpoint; agentId is that endpoint. */
+export async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = [], hostDir?: string): Promise<{ host: RunningDaemon; agent: RunningDaemon; agentId: string }> {
+  const agent = await startDaemon({ args: agentArgs });
+  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
+  const host = await startDaemon({ args: ['--host', ...hostArgs], ...(hostDir ? { dir: hostDir } : {}) });
+  host.authorizeKey(endpointKeyLine(agentId));
+  return { host, agent, agentId };
 }
