@@ -5,7 +5,8 @@
 import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode, toBurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import type { Frame } from '../../shared/ipc/frames.js';
-import { ask, connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
+import { ask, connectDaemon, usage, type CliContext } from '../context.js';
+import { useTerminal } from '../terminal.js';
 import { signalStatus } from '../../shared/fleet.js';
 import type { SessionInfo } from '../../shared/sessions.js';
 import { ESCAPE_HELP, EscapeFilter } from './session.js';
@@ -105,16 +106,7 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
     const v = process.env[k];
     if (v) env[k] = v;
   }
-  const restore: (() => void)[] = [];
-  const cleanup = (): void => {
-    for (const fn of restore.splice(0).reverse()) fn();
-  };
-  process.once('exit', cleanup);
-  if (interactive) {
-    stdin.setRawMode(true);
-    restore.push(() => stdin.setRawMode(false));
-  }
-  endOnClosedStdout();
+  const { defer, cleanup } = useTerminal(interactive);
   const nl = interactive ? '\r\n' : '\n';
 
   return new Promise<number>((resolve) => {
@@ -236,7 +228,7 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
         if (live) conn?.send({ t: 'resize', ...size() });
       };
       process.on('SIGWINCH', onResize);
-      restore.push(() => process.off('SIGWINCH', onResize));
+      defer(() => process.off('SIGWINCH', onResize));
     }
     void attempt();
   });
