@@ -2,7 +2,6 @@ import { spawn as spawnProcess } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import * as nodePty from '@lydell/node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
 import { exec, spawn, status } from '../shared/lib.js';
@@ -10,6 +9,7 @@ import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
+import { bashInPty } from './helpers/pty.js';
 import { startSshd, type RunningSshd } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
@@ -211,21 +211,7 @@ describe('agent lifecycle', () => {
   it('drives an interactive shell: prompt, resize, ~. disconnects, terminal restored', async () => {
     const { host, agent } = await hostAndAgent();
     // bash runs burrow in a real PTY, then prints the terminal settings burrow left behind.
-    const term = nodePty.spawn('bash', ['--norc', '--noprofile', '-c', `${BURROW} ssh ${host.ticket}; echo "rc=$?"; stty -a`], {
-      name: 'xterm',
-      cols: 80,
-      rows: 24,
-      env: { ...process.env, ...agent.cliEnv, PS1: '$ ' } as Record<string, string>,
-    });
-    let screen = '';
-    term.onData((d) => (screen += d));
-    const until = async (re: RegExp, ms = 15_000): Promise<void> => {
-      const deadline = Date.now() + ms;
-      while (!re.test(screen)) {
-        if (Date.now() > deadline) throw new Error(`no ${re} on screen: ${JSON.stringify(screen.slice(-400))}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    };
+    const { term, screen, until } = bashInPty(`${BURROW} ssh ${host.ticket}; echo "rc=$?"; stty -a`, agent.cliEnv, 80, 24);
     const exited = new Promise((r) => term.onExit(r));
     term.write('echo READY$((40+2))\r');
     await until(/READY42/);
@@ -238,7 +224,7 @@ describe('agent lifecycle', () => {
     term.write('\r~.');
     await until(/rc=255/);
     await exited;
-    const settings = screen.slice(screen.indexOf('rc=255'));
+    const settings = screen().slice(screen().indexOf('rc=255'));
     expect(settings).toMatch(/(^|\s)icanon(\s|$)/m);
     expect(settings).toMatch(/(^|\s)echo(\s|$)/m);
     await host.stop();

@@ -6,11 +6,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as nodePty from '@lydell/node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderUnit } from '../cli/commands/system.js';
 import type { ForwardStatus } from '../shared/status.js';
 import { BURROW, BURROWD, runCli, startDaemon, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
+import { bashInPty } from './helpers/pty.js';
 import { freePort } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
@@ -169,21 +169,7 @@ describe('burrow ssh like ssh', () => {
 
   it('escapes ~?, ~#, ~C and ~& in a terminal, as ssh has them', async () => {
     const port = await freePort();
-    const term = nodePty.spawn('bash', ['--norc', '--noprofile', '-c', `${BURROW} ssh -L ${port}:127.0.0.1:9 ${host.ticket}; echo "rc=$?"`], {
-      name: 'xterm',
-      cols: 100,
-      rows: 30,
-      env: { ...process.env, ...agent.cliEnv, PS1: '$ ' } as Record<string, string>,
-    });
-    let screen = '';
-    term.onData((d) => (screen += d));
-    const until = async (re: RegExp, ms = 15_000): Promise<void> => {
-      const deadline = Date.now() + ms;
-      while (!re.test(screen)) {
-        if (Date.now() > deadline) throw new Error(`no ${re} on screen: ${JSON.stringify(screen.slice(-600))}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    };
+    const { term, until } = bashInPty(`${BURROW} ssh -L ${port}:127.0.0.1:9 ${host.ticket}; echo "rc=$?"`, agent.cliEnv, 100, 30);
     try {
       term.write('echo READY$((40+2))\r');
       await until(/READY42/);
