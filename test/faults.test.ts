@@ -78,13 +78,19 @@ async function ptyShell(agent: RunningDaemon, ticket: string): Promise<{ term: n
   return { term, screen: () => screen, exited };
 }
 
+/** A host and an agent, burrow ssh between them in a PTY, and a unique remote sleep running in that shell. */
+async function sleepInPtyShell(): Promise<{ host: RunningDaemon; agent: RunningDaemon; term: nodePty.IPty; exited: Promise<unknown>; marker: string }> {
+  const { host, agent } = await hostAndAgent();
+  const { term, exited } = await ptyShell(agent, host.ticket);
+  const marker = uniqueSleep(1000);
+  term.write(`${marker}\r`);
+  await within(10_000, 'remote sleep started', running(marker));
+  return { host, agent, term, exited, marker };
+}
+
 describe('remote shells do not outlive their client', () => {
   it('~. in a PTY shell running sleep: the sleep is gone and session_end is logged', async () => {
-    const { host, agent } = await hostAndAgent();
-    const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = uniqueSleep(1000);
-    term.write(`${marker}\r`);
-    await within(10_000, 'remote sleep started', running(marker));
+    const { host, agent, term, exited, marker } = await sleepInPtyShell();
     const t0 = Date.now();
     term.write('\r~.');
     await exited;
@@ -97,11 +103,7 @@ describe('remote shells do not outlive their client', () => {
   }, 60_000);
 
   it('the terminal closing (PTY master gone, SIGHUP to burrow) ends the remote shell and its sleep', async () => {
-    const { host, agent } = await hostAndAgent();
-    const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = uniqueSleep(1000);
-    term.write(`${marker}\r`);
-    await within(10_000, 'remote sleep started', running(marker));
+    const { host, agent, term, exited, marker } = await sleepInPtyShell();
     const t0 = Date.now();
     // What a terminal emulator's window closing does: the master side goes away.
     (term as nodePty.IPty & { destroy(): void }).destroy();
@@ -404,11 +406,7 @@ describe('signals to the client', () => {
   }
 
   it('burrow ssh with a PTY ends on SIGTERM and the remote shell is hung up', async () => {
-    const { host, agent } = await hostAndAgent();
-    const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = uniqueSleep(1000);
-    term.write(`${marker}\r`);
-    await within(10_000, 'remote sleep started', running(marker));
+    const { host, agent, term, exited, marker } = await sleepInPtyShell();
     term.kill('SIGTERM');
     await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error('burrow ssh ignored SIGTERM')), 5000))]);
     await within(5000, 'remote sleep gone after SIGTERM', gone(marker));
