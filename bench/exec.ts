@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
-import { startSshd } from '../test/helpers/sshd.js';
+import { sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
 import { fmt, summarize, type Summary } from './stats.js';
 
 function timeRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
@@ -38,13 +38,7 @@ async function main(): Promise<void> {
     const env = { ...process.env, ...agent.cliEnv };
     const tcpTarget = `${sshd.user}@127.0.0.1:${sshd.port}`;
     const cm = join(scratch, 'cm');
-    const sshArgs = [
-      '-F', 'none', '-i', sshd.clientKeyPath, '-p', String(sshd.port),
-      '-o', 'ControlMaster=auto', '-o', `ControlPath=${cm}`, '-o', 'ControlPersist=600',
-      '-o', `UserKnownHostsFile=${join(scratch, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=accept-new',
-      '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
-      `${sshd.user}@127.0.0.1`,
-    ];
+    const sshArgs = [...sshMasterOpts(sshd, cm, scratch), `${sshd.user}@127.0.0.1`];
     const ssh = (): number => timeRun('ssh', [...sshArgs, 'true'], process.env);
     const burrowTcp = (): number => timeRun(BURROW, ['exec', tcpTarget, '--', 'true'], env);
     const burrowIroh = (): number => timeRun(BURROW, ['exec', host.ticket, '--', 'true'], env);

@@ -15,7 +15,7 @@ import { addToGroup } from '../shared/groups.js';
 import { IpcConnection } from '../shared/ipc/client.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from '../test/helpers/daemon.js';
-import { startSshd } from '../test/helpers/sshd.js';
+import { sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
 import { fmt, summarize, type Summary } from './stats.js';
 
 // No single run may hang the bench.
@@ -70,13 +70,7 @@ async function main(): Promise<void> {
     addToGroup(agent.state, 'fleet', names);
     const env = { ...process.env, ...agent.cliEnv };
 
-    const sshArgs = (i: number): string[] => [
-      '-F', 'none', '-i', sshd.clientKeyPath, '-p', String(sshd.port),
-      '-o', 'ControlMaster=auto', '-o', `ControlPath=${join(scratch, `cm${i}`)}`, '-o', 'ControlPersist=600',
-      '-o', `UserKnownHostsFile=${join(scratch, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=accept-new',
-      '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
-      `${sshd.user}@127.0.0.1`,
-    ];
+    const sshArgs = (i: number): string[] => [...sshMasterOpts(sshd, join(scratch, `cm${i}`), scratch), `${sshd.user}@127.0.0.1`];
     // 50 masters, made a few at a time (sshd throttles many unauthenticated connections).
     for (let b = 0; b < n; b += 10) await timeParallel(names.slice(b, b + 10).map((_, k) => ({ cmd: 'ssh', args: [...sshArgs(b + k), 'true'] })));
     const sshParallel = (cmd = 'true'): Promise<number> => timeParallel(names.map((_, i) => ({ cmd: 'ssh', args: [...sshArgs(i), cmd] })));

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { spawn as burrowSpawn } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
-import { freePort, keygen, startSshd } from '../test/helpers/sshd.js';
+import { freePort, keygen, sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
 import { fmt, summarize, type Summary } from './stats.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -159,12 +159,7 @@ async function main(): Promise<void> {
 
     // OpenSSH: one master to the local sshd, everything through it.
     const cm = join(scratch, 'cm');
-    const sshOpts = [
-      '-F', 'none', '-i', sshd.clientKeyPath, '-p', String(sshd.port),
-      '-o', 'ControlMaster=auto', '-o', `ControlPath=${cm}`, '-o', 'ControlPersist=600',
-      '-o', `UserKnownHostsFile=${join(scratch, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=accept-new',
-      '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
-    ];
+    const sshOpts = sshMasterOpts(sshd, cm, scratch);
     const dest = `${sshd.user}@127.0.0.1`;
     spawnSync('ssh', [...sshOpts, dest, 'true'], { stdio: 'ignore' });
     const scpOpts = ['-q', '-F', 'none', '-i', sshd.clientKeyPath, '-P', String(sshd.port), '-o', `ControlPath=${cm}`, '-o', 'ControlMaster=no', '-o', `UserKnownHostsFile=${join(scratch, 'known_hosts')}`, '-o', 'BatchMode=yes'];

@@ -3,7 +3,7 @@
 
 import { join } from 'node:path';
 import { BurrowError, ErrorCodes, quoteInput } from './errors.js';
-import { ensurePrivateDir, writeFileAtomic } from './fsutil.js';
+import { ensurePrivateDir, parseJsonObject, writeFileAtomic } from './fsutil.js';
 import { readTextOptional, readTextOptionalAsync } from './authlists.js';
 import { StateFiles } from './paths.js';
 import { isAliasName, parseTarget } from './target.js';
@@ -24,14 +24,7 @@ export async function readAliasesAsync(state: string): Promise<Aliases> {
 }
 
 function parseAliases(text: string, state: string): Aliases {
-  if (text.trim() === '') return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new BurrowError(ErrorCodes.IoError, `${aliasesPath(state)} is not valid JSON`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BurrowError(ErrorCodes.IoError, `${aliasesPath(state)} is not a JSON object`);
+  const v = parseJsonObject(text, aliasesPath(state));
   const out: Aliases = {};
   for (const [k, val] of Object.entries(v)) if (typeof val === 'string') out[k] = val;
   return out;

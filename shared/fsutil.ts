@@ -31,3 +31,16 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   closeSync(fd);
   renameSync(tmp, path);
 }
+
+/** The top-level object of a state file's JSON text; blank text is an empty object. IoError otherwise. */
+export function parseJsonObject(text: string, path: string): Record<string, unknown> {
+  if (text.trim() === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new BurrowError(ErrorCodes.IoError, `${path} is not valid JSON`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BurrowError(ErrorCodes.IoError, `${path} is not a JSON object`);
+  return v as Record<string, unknown>;
+}

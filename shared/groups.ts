@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { readTextOptional } from './authlists.js';
 import { BurrowError, ErrorCodes } from './errors.js';
-import { ensurePrivateDir, writeFileAtomic } from './fsutil.js';
+import { ensurePrivateDir, parseJsonObject, writeFileAtomic } from './fsutil.js';
 import { StateFiles } from './paths.js';
 import { isAliasName, parseTarget } from './target.js';
 
@@ -15,15 +15,7 @@ export function groupsPath(state: string): string {
 }
 
 export function readGroups(state: string): Groups {
-  const text = readTextOptional(groupsPath(state));
-  if (text.trim() === '') return {};
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    throw new BurrowError(ErrorCodes.IoError, `${groupsPath(state)} is not valid JSON`);
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BurrowError(ErrorCodes.IoError, `${groupsPath(state)} is not a JSON object`);
+  const v = parseJsonObject(readTextOptional(groupsPath(state)), groupsPath(state));
   const out: Groups = {};
   for (const [k, members] of Object.entries(v)) {
     if (Array.isArray(members)) out[k] = members.filter((m): m is string => typeof m === 'string');

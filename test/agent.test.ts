@@ -1,38 +1,18 @@
 import { spawn as spawnProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import * as nodePty from '@lydell/node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
 import { exec, spawn, status } from '../shared/lib.js';
 import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
+import { bashInPty } from './helpers/pty.js';
 import { startSshd, type RunningSshd } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A host daemon and an agent daemon whose endpoint the host authorizes. */
-async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = [], hostDir?: string): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon({ args: agentArgs });
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host', ...hostArgs], ...(hostDir ? { dir: hostDir } : {}) });
-  host.authorizeKey(endpointKeyLine(agentId));
-  return { host, agent };
-}
 
 describe('agent over iroh', () => {
   let host: RunningDaemon;
@@ -245,21 +225,7 @@ describe('agent lifecycle', () => {
   it('drives an interactive shell: prompt, resize, ~. disconnects, terminal restored', async () => {
     const { host, agent } = await hostAndAgent();
     // bash runs burrow in a real PTY, then prints the terminal settings burrow left behind.
-    const term = nodePty.spawn('bash', ['--norc', '--noprofile', '-c', `${BURROW} ssh ${host.ticket}; echo "rc=$?"; stty -a`], {
-      name: 'xterm',
-      cols: 80,
-      rows: 24,
-      env: { ...process.env, ...agent.cliEnv, PS1: '$ ' } as Record<string, string>,
-    });
-    let screen = '';
-    term.onData((d) => (screen += d));
-    const until = async (re: RegExp, ms = 15_000): Promise<void> => {
-      const deadline = Date.now() + ms;
-      while (!re.test(screen)) {
-        if (Date.now() > deadline) throw new Error(`no ${re} on screen: ${JSON.stringify(screen.slice(-400))}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    };
+    const { term, screen, until } = bashInPty(`${BURROW} ssh ${host.ticket}; echo "rc=$?"; stty -a`, agent.cliEnv, 80, 24);
     const exited = new Promise((r) => term.onExit(r));
     term.write('echo READY$((40+2))\r');
     await until(/READY42/);
@@ -272,7 +238,7 @@ describe('agent lifecycle', () => {
     term.write('\r~.');
     await until(/rc=255/);
     await exited;
-    const settings = screen.slice(screen.indexOf('rc=255'));
+    const settings = screen().slice(screen().indexOf('rc=255'));
     expect(settings).toMatch(/(^|\s)icanon(\s|$)/m);
     expect(settings).toMatch(/(^|\s)echo(\s|$)/m);
     await host.stop();

@@ -4,26 +4,15 @@
 
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
-import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseBind, parseDaemonArgs, parseMaxStartups } from '../daemon/config.js';
 import { parseTicket } from '../daemon/transport/iroh.js';
-import { BURROWD, startDaemon, stopAllDaemons } from './helpers/daemon.js';
+import { BURROWD, startDaemon, stopAllDaemons, freeUdpPort } from './helpers/daemon.js';
 
 afterAll(stopAllDaemons);
-
-function freeUdpPort(family: 'udp4' | 'udp6' = 'udp4'): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket(family);
-    s.bind(0, family === 'udp4' ? '127.0.0.1' : '::1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The local addresses of a process's UDP sockets, read from /proc (ip:port, [ipv6]:port). */
 function udpSockets(pid: number): string[] {

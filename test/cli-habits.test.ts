@@ -6,12 +6,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as nodePty from '@lydell/node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderUnit } from '../cli/commands/system.js';
-import { endpointKeyLine } from '../shared/sshkey.js';
 import type { ForwardStatus } from '../shared/status.js';
-import { BURROW, BURROWD, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, BURROWD, runCli, startDaemon, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
+import { bashInPty } from './helpers/pty.js';
 import { freePort } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
@@ -26,14 +25,6 @@ function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'burrow-habits-'));
   temps.push(d);
   return d;
-}
-
-async function pair(): Promise<{ host: RunningDaemon; agent: RunningDaemon; agentId: string }> {
-  const agent = await startDaemon();
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host'] });
-  host.authorizeKey(endpointKeyLine(agentId));
-  return { host, agent, agentId };
 }
 
 describe('version and help', () => {
@@ -89,7 +80,7 @@ describe('forward cancel by spec', () => {
   let host: RunningDaemon;
   let agent: RunningDaemon;
   beforeAll(async () => {
-    ({ host, agent } = await pair());
+    ({ host, agent } = await hostAndAgent());
   });
   const list = async (): Promise<ForwardStatus[]> => JSON.parse((await runCli(agent.cliEnv, ['forward', 'list', '--json'])).stdout) as ForwardStatus[];
 
@@ -133,7 +124,7 @@ describe('burrow ssh like ssh', () => {
   let agent: RunningDaemon;
   let agentId: string;
   beforeAll(async () => {
-    ({ host, agent, agentId } = await pair());
+    ({ host, agent, agentId } = await hostAndAgent());
   });
 
   it('a shell with piped stdin, or -T, gets no PTY; -t gets one', async () => {
@@ -178,21 +169,7 @@ describe('burrow ssh like ssh', () => {
 
   it('escapes ~?, ~#, ~C and ~& in a terminal, as ssh has them', async () => {
     const port = await freePort();
-    const term = nodePty.spawn('bash', ['--norc', '--noprofile', '-c', `${BURROW} ssh -L ${port}:127.0.0.1:9 ${host.ticket}; echo "rc=$?"`], {
-      name: 'xterm',
-      cols: 100,
-      rows: 30,
-      env: { ...process.env, ...agent.cliEnv, PS1: '$ ' } as Record<string, string>,
-    });
-    let screen = '';
-    term.onData((d) => (screen += d));
-    const until = async (re: RegExp, ms = 15_000): Promise<void> => {
-      const deadline = Date.now() + ms;
-      while (!re.test(screen)) {
-        if (Date.now() > deadline) throw new Error(`no ${re} on screen: ${JSON.stringify(screen.slice(-600))}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    };
+    const { term, until } = bashInPty(`${BURROW} ssh -L ${port}:127.0.0.1:9 ${host.ticket}; echo "rc=$?"`, agent.cliEnv, 100, 30);
     try {
       term.write('echo READY$((40+2))\r');
       await until(/READY42/);
@@ -217,7 +194,7 @@ describe('burrow ssh like ssh', () => {
 
 describe('plain error messages', () => {
   it('a bare endpoint id with relay and discovery off: no address is known, use a ticket', async () => {
-    const { host, agent } = await pair();
+    const { host, agent } = await hostAndAgent();
     const r = await runCli(agent.cliEnv, ['exec', host.endpointId, '--', 'true']);
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(ERROR_LINE);
@@ -242,7 +219,7 @@ describe('plain error messages', () => {
   });
 
   it('ConnectTimeout states the real wait', async () => {
-    const { host, agent } = await pair();
+    const { host, agent } = await hostAndAgent();
     const ticket = host.ticket;
     await host.stop();
     const r = await runCli(agent.cliEnv, ['ssh', '-o', 'ConnectTimeout=1', ticket, 'true']);
@@ -255,7 +232,7 @@ describe('plain error messages', () => {
 
 describe('the small rest', () => {
   it('burrow status names the alias of a connection made by ticket', async () => {
-    const { host, agent } = await pair();
+    const { host, agent } = await hostAndAgent();
     expect((await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket])).code).toBe(0);
     expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'true'])).code).toBe(0);
     const text = await runCli(agent.cliEnv, ['status']);

@@ -7,8 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, runCli, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 import { freePort } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
@@ -20,9 +19,7 @@ describe('burrow __complete', () => {
   let agent: RunningDaemon;
   let dir: string;
   beforeAll(async () => {
-    agent = await startDaemon();
-    host = await startDaemon({ args: ['--host'] });
-    host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
+    ({ host, agent } = await hostAndAgent());
     await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket]);
     await runCli(agent.cliEnv, ['alias', 'add', 'boxtwo', host.ticket]);
     await runCli(agent.cliEnv, ['alias', 'add', 'other', host.ticket]);

@@ -7,11 +7,11 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { cpPair } from './helpers/cp.js';
 
 const SIZE = Number(process.env['BURROW_TEST_CP_MB'] ?? 64) * 1024 * 1024;
 /** Bytes across before the host is killed: well into the transfer, well before its end. */
@@ -98,12 +98,7 @@ describe('burrow cp when the host is SIGKILLed mid-transfer', () => {
 
   beforeAll(async () => {
     // The deadline below is 20 s: a keepalive shorter than the default (5 s x 2) leaves room for a loaded machine.
-    agent = await startDaemon({ args: ['--keepalive-interval', '2', '--keepalive-count', '2'] });
-    const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-    host = await startDaemon({ args: ['--host'], endpoints: [agentId], keys: [endpointKeyLine(agentId)] });
-    expect((await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket])).code).toBe(0);
-    work = join(agent.dir, 'work');
-    mkdirSync(work);
+    ({ host, agent, work } = await cpPair(['--keepalive-interval', '2', '--keepalive-count', '2']));
   });
   afterAll(() => {
     if (figures.length > 0) console.log(`cp faults (${SIZE / 1024 / 1024} MiB): ${figures.join('; ')}`);

@@ -17,8 +17,8 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, Connection, FileEntry, SFTPWrapper } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endpointKeyLine } from '../shared/sshkey.js';
 import { runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { cpPair } from './helpers/cp.js';
 import { keygen } from './helpers/sshd.js';
 
 const { STATUS_CODE } = ssh2.utils.sftp;
@@ -413,12 +413,7 @@ describe('burrow cp and planted part-file links on a real burrowd host', () => {
   let agent: RunningDaemon;
   let work: string;
   beforeAll(async () => {
-    agent = await startDaemon();
-    const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-    host = await startDaemon({ args: ['--host'], endpoints: [agentId], keys: [endpointKeyLine(agentId)] });
-    expect((await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket])).code).toBe(0);
-    work = join(agent.dir, 'work');
-    mkdirSync(work);
+    ({ host, agent, work } = await cpPair());
   });
 
   it('a host directory holding a .x.burrow-part link next to x: cp -r writes nothing through it', async () => {

@@ -10,6 +10,7 @@ import { globRegex, homeRelative, isPartOf, tempName } from '../daemon/agent/cp.
 import { printable } from '../shared/errors.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { cpPair } from './helpers/cp.js';
 import { startSshd, type RunningSshd } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
@@ -68,12 +69,7 @@ describe('burrow cp like scp', () => {
   const cp = (args: string[]) => runCli(agent.cliEnv, ['cp', ...args], { timeoutMs: 60_000 });
 
   beforeAll(async () => {
-    agent = await startDaemon();
-    const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-    host = await startDaemon({ args: ['--host'], endpoints: [agentId], keys: [endpointKeyLine(agentId)] });
-    expect((await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket])).code).toBe(0);
-    work = join(agent.dir, 'work');
-    mkdirSync(work);
+    ({ host, agent, work } = await cpPair());
   });
 
   it('copies several sources into a directory, both ways', async () => {

@@ -5,7 +5,6 @@
 
 import { execFileSync, spawn as spawnProcess } from 'node:child_process';
 import { randomBytes, randomInt } from 'node:crypto';
-import { createSocket } from 'node:dgram';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,8 +20,7 @@ import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { IpcConnection } from '../shared/ipc/client.js';
 import type { Frame } from '../shared/ipc/frames.js';
 import { exec } from '../shared/lib.js';
-import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
 
 afterAll(stopAllDaemons);
 
@@ -44,25 +42,6 @@ afterEach(() => {
  * pgrep must find only ours.
  */
 const uniqueSleep = (seconds: number): string => `sleep ${seconds}.${randomInt(1e8, 1e9)}`;
-
-/** A host daemon and an agent daemon whose endpoint the host authorizes. */
-async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = []): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon({ args: agentArgs });
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host', ...hostArgs] });
-  host.authorizeKey(endpointKeyLine(agentId));
-  return { host, agent };
-}
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Pids whose whole command line is exactly `cmd` (the remote process, not a local client naming it). */
 function pids(cmd: string): number[] {
@@ -99,13 +78,19 @@ async function ptyShell(agent: RunningDaemon, ticket: string): Promise<{ term: n
   return { term, screen: () => screen, exited };
 }
 
+/** A host and an agent, burrow ssh between them in a PTY, and a unique remote sleep running in that shell. */
+async function sleepInPtyShell(): Promise<{ host: RunningDaemon; agent: RunningDaemon; term: nodePty.IPty; exited: Promise<unknown>; marker: string }> {
+  const { host, agent } = await hostAndAgent();
+  const { term, exited } = await ptyShell(agent, host.ticket);
+  const marker = uniqueSleep(1000);
+  term.write(`${marker}\r`);
+  await within(10_000, 'remote sleep started', running(marker));
+  return { host, agent, term, exited, marker };
+}
+
 describe('remote shells do not outlive their client', () => {
   it('~. in a PTY shell running sleep: the sleep is gone and session_end is logged', async () => {
-    const { host, agent } = await hostAndAgent();
-    const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = uniqueSleep(1000);
-    term.write(`${marker}\r`);
-    await within(10_000, 'remote sleep started', running(marker));
+    const { host, agent, term, exited, marker } = await sleepInPtyShell();
     const t0 = Date.now();
     term.write('\r~.');
     await exited;
@@ -118,11 +103,7 @@ describe('remote shells do not outlive their client', () => {
   }, 60_000);
 
   it('the terminal closing (PTY master gone, SIGHUP to burrow) ends the remote shell and its sleep', async () => {
-    const { host, agent } = await hostAndAgent();
-    const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = uniqueSleep(1000);
-    term.write(`${marker}\r`);
-    await within(10_000, 'remote sleep started', running(marker));
+    const { host, agent, term, exited, marker } = await sleepInPtyShell();
     const t0 = Date.now();
     // What a terminal emulator's window closing does: the master side goes away.
     (term as nodePty.IPty & { destroy(): void }).destroy();
@@ -425,11 +406,7 @@ describe('signals to the client', () => {
   }
 
   it('burrow ssh with a PTY ends on SIGTERM and the remote shell is hung up', async () => {
-    const { host, agent } = await hostAndAgent();
-    const { term, exited } = await ptyShell(agent, host.ticket);
-    const marker = uniqueSleep(1000);
-    term.write(`${marker}\r`);
-    await within(10_000, 'remote sleep started', running(marker));
+    const { host, agent, term, exited, marker } = await sleepInPtyShell();
     term.kill('SIGTERM');
     await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error('burrow ssh ignored SIGTERM')), 5000))]);
     await within(5000, 'remote sleep gone after SIGTERM', gone(marker));

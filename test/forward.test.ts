@@ -5,9 +5,8 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { endpointKeyLine } from '../shared/sshkey.js';
 import type { ForwardStatus } from '../shared/status.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 import { freePort } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
@@ -33,13 +32,6 @@ const curlAsync = async (args: string[]): Promise<string> => (await curl(args)).
 
 const fdCount = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
-async function pair(hostArgs: string[] = []): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon();
-  const host = await startDaemon({ args: ['--host', ...hostArgs] });
-  host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
-  return { host, agent };
-}
-
 async function list(agent: RunningDaemon): Promise<ForwardStatus[]> {
   return JSON.parse((await runCli(agent.cliEnv, ['forward', 'list', '--json'])).stdout) as ForwardStatus[];
 }
@@ -50,7 +42,7 @@ describe('port forwarding held by the daemon', () => {
   let web: HttpServer;
   let webPort: number;
   beforeAll(async () => {
-    ({ host, agent } = await pair());
+    ({ host, agent } = await hostAndAgent());
     webPort = await freePort();
     web = await httpServer('hello from the host side', webPort);
   });
@@ -187,7 +179,7 @@ describe('port forwarding held by the daemon', () => {
 
 describe('forward lifetimes', () => {
   it('burrow ssh -N -L holds a forward for as long as it runs', async () => {
-    const { host, agent } = await pair();
+    const { host, agent } = await hostAndAgent();
     const web = await httpServer('session forward', await freePort());
     const webPort = (web.address() as { port: number }).port;
     const port = await freePort();
@@ -205,7 +197,7 @@ describe('forward lifetimes', () => {
 
   it('a detached forward works again after the host restarts', async () => {
     const udp = await freePort(); // a free TCP port number is almost always free for UDP too
-    const first = await pair(['--bind', `127.0.0.1:${udp}`]);
+    const first = await hostAndAgent(['--bind', `127.0.0.1:${udp}`]);
     const { agent } = first;
     let host = first.host;
     const web = await httpServer('still here', await freePort());
@@ -229,7 +221,7 @@ describe('forward lifetimes', () => {
   }, 60_000);
 
   it("the host's permit-open policy refuses with a clear error", async () => {
-    const { host, agent } = await pair(['--permit-open', '127.0.0.1:1']);
+    const { host, agent } = await hostAndAgent(['--permit-open', '127.0.0.1:1']);
     const web = await httpServer('secret', await freePort());
     const webPort = (web.address() as { port: number }).port;
     const port = await freePort();

@@ -14,8 +14,7 @@ import { parseForward } from '../shared/forward.js';
 import { encodeFrame } from '../shared/ipc/codec.js';
 import { MAX_FRAME, PROTOCOL_VERSION, type Frame } from '../shared/ipc/frames.js';
 import { spawn } from '../shared/lib.js';
-import { endpointKeyLine } from '../shared/sshkey.js';
-import { runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { runCli, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 import { RawIpc, alive, rssMiB } from './helpers/raw-ipc.js';
 
 const RUNS = Number(process.env['BURROW_FUZZ_RUNS'] ?? 5000);
@@ -104,9 +103,7 @@ describe('IPC fuzz', () => {
   let host: RunningDaemon;
   let agent: RunningDaemon;
   beforeAll(async () => {
-    agent = await startDaemon();
-    host = await startDaemon({ args: ['--host'] });
-    host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
+    ({ host, agent } = await hostAndAgent());
   }, 60_000);
 
   /** One connection: write the bytes, give the daemon a moment to answer or close, then hang up. */

@@ -5,9 +5,8 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn as burrowSpawn, type BurrowProcess } from '../shared/lib.js';
-import { endpointKeyLine } from '../shared/sshkey.js';
 import type { ConnectionStatus } from '../shared/status.js';
-import { runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { runCli, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 import { freePort } from './helpers/sshd.js';
 
 afterAll(stopAllDaemons);
@@ -32,9 +31,7 @@ describe('interactive channels beside bulk ones', () => {
   let stall: Server;
   const stalled: Socket[] = [];
   beforeAll(async () => {
-    agent = await startDaemon();
-    host = await startDaemon({ args: ['--host'] });
-    host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
+    ({ host, agent } = await hostAndAgent());
     await runCli(agent.cliEnv, ['alias', 'add', 'box', host.ticket]);
     // The far end of the forward accepts and then never reads.
     stall = createServer((s) => {

@@ -12,9 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
 import { MAX_CHUNK, MAX_FRAME, type Frame } from '../shared/ipc/frames.js';
 import { spawn } from '../shared/lib.js';
-import { endpointKeyLine } from '../shared/sshkey.js';
 import type { DaemonStatusReport } from '../shared/status.js';
-import { BURROWD, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROWD, runCli, startDaemon, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 import { RawIpc, alive, rssMiB } from './helpers/raw-ipc.js';
 
 afterAll(stopAllDaemons);
@@ -52,9 +51,7 @@ describe('one frame does not crash the agent', () => {
   let host: RunningDaemon;
   let agent: RunningDaemon;
   beforeAll(async () => {
-    agent = await startDaemon();
-    host = await startDaemon({ args: ['--host'] });
-    host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
+    ({ host, agent } = await hostAndAgent());
   }, 60_000);
 
   it('a check with a 1 MiB target gets a short BadTarget, and a running exec goes on', async () => {

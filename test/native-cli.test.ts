@@ -10,8 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame } from '../shared/ipc/codec.js';
-import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons, type CliResult, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, BURROW_JS, runCli, stopAllDaemons, type CliResult, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 
 const NATIVE = new URL('../dist/native/burrow', import.meta.url).pathname;
 const CLIENTS = [
@@ -25,9 +24,7 @@ describe('native client', () => {
   let host: RunningDaemon;
   let agent: RunningDaemon;
   beforeAll(async () => {
-    agent = await startDaemon();
-    host = await startDaemon({ args: ['--host'] });
-    host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
+    ({ host, agent } = await hostAndAgent());
   }, 60_000);
 
   /** The same arguments through both clients. */

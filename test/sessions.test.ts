@@ -1,13 +1,11 @@
 // Persistent sessions end to end: real host and agent daemons, real CLI processes in real PTYs
 // (node-pty), their screens read through a headless terminal like a user's would be.
 
-import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import * as nodePty from '@lydell/node-pty';
 import xtermHeadless from '@xterm/headless';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { endpointKeyLine } from '../shared/sshkey.js';
-import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from './helpers/daemon.js';
+import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
 
 const { Terminal } = xtermHeadless;
 
@@ -77,16 +75,6 @@ async function waitUntil(what: string, fn: () => Promise<boolean> | boolean, ms 
   }
 }
 
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createSocket('udp4');
-    s.bind(0, '127.0.0.1', () => {
-      const port = s.address().port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -110,14 +98,6 @@ const SHELL = `env PS1='$ ' bash --norc --noprofile`;
 // Its prompt at the end of the output (bash may turn bracketed paste on after it; a redraw ends
 // by placing the cursor).
 const PROMPT = /\$ (\x1b\[[0-9;?]*[A-Za-z])*$/;
-
-async function hostAndAgent(hostArgs: string[] = [], dir?: string): Promise<{ host: RunningDaemon; agent: RunningDaemon }> {
-  const agent = await startDaemon();
-  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host', ...hostArgs], ...(dir ? { dir } : {}) });
-  host.authorizeKey(endpointKeyLine(agentId));
-  return { host, agent };
-}
 
 afterEach(() => {
   for (const t of terms.splice(0)) {

@@ -9,8 +9,9 @@ import { isManyTargets } from '../../shared/groups.js';
 import { spawn } from '../../shared/lib.js';
 import { readAliases } from '../../shared/aliases.js';
 import { aliasCandidate, parseTarget } from '../../shared/target.js';
-import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
+import { connectDaemon, usage, type CliContext } from '../context.js';
 import { onSignal } from '../signals.js';
+import { useTerminal } from '../terminal.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
 import { seconds, sshSession } from './sessions.js';
 
@@ -314,18 +315,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
     ...(spec.connectTimeout !== undefined ? { connectTimeoutMs: spec.connectTimeout * 1000 } : {}),
   });
 
-  const restore: (() => void)[] = [];
-  const cleanup = (): void => {
-    for (const fn of restore.splice(0).reverse()) fn();
-  };
-  // Raw mode is restored on every way out, including a crash.
-  process.once('exit', cleanup);
-  if (interactive) {
-    stdin.setRawMode(true);
-    restore.push(() => stdin.setRawMode(false));
-  }
-  // Writes to a full terminal or pipe block (stdio is synchronous on Linux), which holds the session.
-  endOnClosedStdout();
+  const { defer, cleanup } = useTerminal(interactive);
   p.stdout.on('data', (d: Buffer) => stdout.write(d));
   p.stderr.on('data', (d: Buffer) => process.stderr.write(d));
 
@@ -382,7 +372,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
     if (spec.pty && stdout.isTTY) {
       const onResize = (): void => p.resize(size().cols, size().rows);
       process.on('SIGWINCH', onResize);
-      restore.push(() => process.off('SIGWINCH', onResize));
+      defer(() => process.off('SIGWINCH', onResize));
     }
     // Like ssh: TERM or HUP to us ends the session (the host hangs up the remote command) and us,
     // so `timeout` and a closing terminal can always end a session.
@@ -391,7 +381,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
         finish(128 + osConstants.signals[sig]);
         p.disconnect();
       };
-      restore.push(onSignal(sig, h));
+      defer(onSignal(sig, h));
     }
     if (!interactive) {
       // Without a PTY, ^C here would only kill us; pass it on so the remote command decides. A
@@ -404,7 +394,7 @@ export async function runSession(ctx: CliContext, spec: SessionSpec): Promise<nu
         }
         p.kill('SIGINT');
       };
-      restore.push(onSignal('SIGINT', h));
+      defer(onSignal('SIGINT', h));
     }
   });
 }

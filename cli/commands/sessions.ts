@@ -5,8 +5,10 @@
 import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode, toBurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import type { Frame } from '../../shared/ipc/frames.js';
-import { ask, connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
+import { ask, connectDaemon, usage, type CliContext } from '../context.js';
+import { useTerminal } from '../terminal.js';
 import { signalStatus } from '../../shared/fleet.js';
+import type { SessionInfo } from '../../shared/sessions.js';
 import { ESCAPE_HELP, EscapeFilter } from './session.js';
 
 export interface AttachOptions {
@@ -28,19 +30,6 @@ const FINAL = new Set<string>([ErrorCodes.NotFound, ErrorCodes.BadArgument, Erro
 const RETRY_FIRST_MS = 200;
 const RETRY_MAX_MS = 2000;
 
-interface SessionRow {
-  name: string;
-  command: string | null;
-  created: number;
-  lastAttached: number | null;
-  clients: number;
-  cols: number;
-  rows: number;
-  running: boolean;
-  exit: { code?: number; signal?: string } | null;
-  pid: number;
-}
-
 export async function sessionsCommand(ctx: CliContext, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const words = rest.filter((a) => !a.startsWith('-'));
@@ -49,7 +38,7 @@ export async function sessionsCommand(ctx: CliContext, args: string[]): Promise<
       const [target] = words;
       if (target === undefined) usage(USAGE);
       const v = await ask(ctx, { t: 'sessions', target });
-      const rows = (v['sessions'] ?? []) as SessionRow[];
+      const rows = (v['sessions'] ?? []) as SessionInfo[];
       if (rest.includes('--json')) process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
       else printTable(rows);
       return 0;
@@ -91,10 +80,10 @@ export function seconds(flag: string, v: string | undefined): number {
   return Number(v);
 }
 
-function printTable(rows: SessionRow[]): void {
+function printTable(rows: SessionInfo[]): void {
   if (rows.length === 0) return;
   const when = (t: number | null): string => (t === null ? '-' : new Date(t).toISOString().slice(0, 19).replace('T', ' '));
-  const status = (r: SessionRow): string => (r.running ? 'running' : r.exit?.signal ? `killed by SIG${r.exit.signal}` : `exited ${r.exit?.code ?? '?'}`);
+  const status = (r: SessionInfo): string => (r.running ? 'running' : r.exit?.signal ? `killed by SIG${r.exit.signal}` : `exited ${r.exit?.code ?? '?'}`);
   const table = [
     ['NAME', 'STATUS', 'CLIENTS', 'SIZE', 'CREATED', 'LAST ATTACHED', 'COMMAND'],
     ...rows.map((r) => [r.name, status(r), String(r.clients), `${r.cols}x${r.rows}`, when(r.created), when(r.lastAttached), r.command ?? '(login shell)']),
@@ -117,16 +106,7 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
     const v = process.env[k];
     if (v) env[k] = v;
   }
-  const restore: (() => void)[] = [];
-  const cleanup = (): void => {
-    for (const fn of restore.splice(0).reverse()) fn();
-  };
-  process.once('exit', cleanup);
-  if (interactive) {
-    stdin.setRawMode(true);
-    restore.push(() => stdin.setRawMode(false));
-  }
-  endOnClosedStdout();
+  const { defer, cleanup } = useTerminal(interactive);
   const nl = interactive ? '\r\n' : '\n';
 
   return new Promise<number>((resolve) => {
@@ -248,7 +228,7 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
         if (live) conn?.send({ t: 'resize', ...size() });
       };
       process.on('SIGWINCH', onResize);
-      restore.push(() => process.off('SIGWINCH', onResize));
+      defer(() => process.off('SIGWINCH', onResize));
     }
     void attempt();
   });

@@ -15,7 +15,8 @@ import { encodeFrame } from '../../shared/ipc/codec.js';
 import type { Frame, FrameOf } from '../../shared/ipc/frames.js';
 import type { Logger } from '../log.js';
 import { envAllowed, type SessionUser } from '../host/session.js';
-import type { KeeperSpec, SessionInfo } from './keeper.js';
+import type { SessionInfo } from '../../shared/sessions.js';
+import type { KeeperSpec } from './keeper.js';
 import { KeeperUnreachable, askKeeper, connectKeeper, readFrames } from './wire.js';
 
 export const SESSION_SUBSYSTEM = 'burrow-session@burrow';

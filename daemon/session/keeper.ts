@@ -13,6 +13,7 @@ import serializeAddon from '@xterm/addon-serialize';
 import { BurrowError, ErrorCodes, toBurrowError } from '../../shared/errors.js';
 import { encodeFrame } from '../../shared/ipc/codec.js';
 import { MAX_CHUNK, MAX_FRAME, type Frame, type FrameOf } from '../../shared/ipc/frames.js';
+import type { SessionInfo } from '../../shared/sessions.js';
 import { OutputRing } from './ring.js';
 import { connectKeeper, readFrames } from './wire.js';
 
@@ -32,22 +33,6 @@ export interface KeeperSpec {
   ringBytes: number;
   /** Seconds with no client attached after which the session ends; 0: never. */
   lingerSeconds: number;
-}
-
-/** A session as `burrow session list` shows it. */
-export interface SessionInfo {
-  name: string;
-  command: string | null;
-  created: number;
-  lastAttached: number | null;
-  clients: number;
-  cols: number;
-  rows: number;
-  running: boolean;
-  exit: { code?: number; signal?: string } | null;
-  pid: number;
-  keeperPid: number;
-  scrollbackBytes: number;
 }
 
 // Lines of history the headless terminal keeps for redraws; the ring holds the raw bytes.

@@ -1,11 +1,13 @@
 // Start real burrowd processes for tests: temp state dir, loopback-only, offline iroh.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync, appendFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { endpointKeyLine } from '../../shared/sshkey.js';
 
 // The repo root, whether this runs from test/ (vitest) or from dist/test/ (compiled fixtures).
 const ROOT = new URL(import.meta.url.includes('/dist/test/') ? '../../../' : '../../', import.meta.url);
@@ -186,4 +188,24 @@ export function runCli(env: Record<string, string>, args: string[], opts: { inpu
     p.stdin.on('error', () => undefined);
     p.stdin.end(opts.input);
   });
+}
+
+/** A UDP port free on loopback now, for a daemon's iroh bind. */
+export function freeUdpPort(family: 'udp4' | 'udp6' = 'udp4'): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createSocket(family);
+    s.bind(0, family === 'udp4' ? '127.0.0.1' : '::1', () => {
+      const port = s.address().port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** An agent daemon and a host daemon that authorizes the agent's endpoint; agentId is that endpoint. */
+export async function hostAndAgent(hostArgs: string[] = [], agentArgs: string[] = [], hostDir?: string): Promise<{ host: RunningDaemon; agent: RunningDaemon; agentId: string }> {
+  const agent = await startDaemon({ args: agentArgs });
+  const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
+  const host = await startDaemon({ args: ['--host', ...hostArgs], ...(hostDir ? { dir: hostDir } : {}) });
+  host.authorizeKey(endpointKeyLine(agentId));
+  return { host, agent, agentId };
 }

@@ -36,6 +36,19 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * OpenSSH client options for the reference in benchmarks: this sshd's client key, one persistent
+ * ControlMaster at controlPath, host key learned into scratch/known_hosts, no prompts. No destination.
+ */
+export function sshMasterOpts(sshd: RunningSshd, controlPath: string, scratch: string): string[] {
+  return [
+    '-F', 'none', '-i', sshd.clientKeyPath, '-p', String(sshd.port),
+    '-o', 'ControlMaster=auto', '-o', `ControlPath=${controlPath}`, '-o', 'ControlPersist=600',
+    '-o', `UserKnownHostsFile=${join(scratch, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=accept-new',
+    '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
+  ];
+}
+
 export function keygen(path: string, comment = 'burrow-test'): { priv: string; pub: string } {
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', path]);
   return { priv: readFileSync(path, 'utf8'), pub: readFileSync(`${path}.pub`, 'utf8').trim() };
