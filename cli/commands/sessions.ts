@@ -9,7 +9,7 @@ import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 import { useTerminal } from '../terminal.js';
 import { signalStatus } from '../../shared/fleet.js';
 import type { SessionInfo } from '../../shared/sessions.js';
-import { ESCAPE_HELP, EscapeFilter } from './session.js';
+import { ESCAPE_HELP, EscapeFilter, sessionEnv } from './session.js';
 
 export interface AttachOptions {
   target: string;
@@ -101,11 +101,8 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
   const stdout = process.stdout;
   const interactive = stdin.isTTY === true;
   const size = (): { cols: number; rows: number } => ({ cols: stdout.columns || 80, rows: stdout.rows || 24 });
-  const env: Record<string, string> = {};
-  for (const k of ['LANG', 'LC_ALL', 'LC_CTYPE', 'LC_MESSAGES']) {
-    const v = process.env[k];
-    if (v) env[k] = v;
-  }
+  // LANG and every LC_*, as for a plain session (the host's allowlist decides).
+  const env = sessionEnv(process.env);
   const { defer, cleanup } = useTerminal(interactive);
   const nl = interactive ? '\r\n' : '\n';
 
