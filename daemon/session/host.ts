@@ -4,7 +4,7 @@
 // channel to its keeper.
 
 import { spawn } from 'node:child_process';
-import { readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +21,11 @@ import { KeeperUnreachable, askKeeper, connectKeeper, readFrames } from './wire.
 
 export const SESSION_SUBSYSTEM = 'burrow-session@burrow';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const KEEPER = fileURLToPath(new URL('./keeper.js', import.meta.url));
+// The keeper as one bundled CommonJS file (`npm run bundle:keeper`, part of the build): no ES module
+// loader and no module graph to resolve, which is most of what a bare node process does not pay
+// (docs/ARCHITECTURE.md, "Keeper memory"). keeper.js is the same code, when only tsc has run.
+const KEEPER_BUNDLE = fileURLToPath(new URL('./keeper.cjs', import.meta.url));
+const KEEPER = existsSync(KEEPER_BUNDLE) ? KEEPER_BUNDLE : fileURLToPath(new URL('./keeper.js', import.meta.url));
 const KEEPER_START_MS = 10_000;
 // A keeper is small and mostly idle: a small young generation keeps its memory down.
 const KEEPER_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];

@@ -9,7 +9,6 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import * as nodePty from '@lydell/node-pty';
 import xtermHeadless from '@xterm/headless';
-import serializeAddon from '@xterm/addon-serialize';
 import { BurrowError, ErrorCodes, toBurrowError } from '../../shared/errors.js';
 import { encodeFrame } from '../../shared/ipc/codec.js';
 import { MAX_CHUNK, MAX_FRAME, type Frame, type FrameOf } from '../../shared/ipc/frames.js';
@@ -51,12 +50,13 @@ interface Client {
 }
 
 const { Terminal } = xtermHeadless;
-const { SerializeAddon } = serializeAddon;
+type Serializer = InstanceType<(typeof import('@xterm/addon-serialize'))['SerializeAddon']>;
 
 class Keeper {
   private readonly ring: OutputRing;
   private readonly term: InstanceType<typeof Terminal>;
-  private readonly serializer = new SerializeAddon();
+  /** Loaded at the first attach that needs a screen: a session may never be attached again. */
+  private serializer: Promise<Serializer> | undefined;
   private readonly pty: nodePty.IPty;
   private readonly clients = new Set<Client>();
   private writer: Client | undefined;
@@ -75,7 +75,6 @@ class Keeper {
   constructor(private readonly spec: KeeperSpec) {
     this.ring = new OutputRing(spec.ringBytes);
     this.term = new Terminal({ cols: spec.cols, rows: spec.rows, scrollback: SCREEN_SCROLLBACK, allowProposedApi: true });
-    this.term.loadAddon(this.serializer);
     this.pty = nodePty.spawn(spec.shell, spec.args, { name: spec.term, cols: spec.cols, rows: spec.rows, cwd: spec.cwd, env: spec.env, encoding: null });
     this.pty.onData((d: string | Buffer) => this.output(typeof d === 'string' ? Buffer.from(d) : d));
     this.pty.onExit(({ exitCode, signal }) => {
@@ -151,19 +150,31 @@ class Keeper {
    * The screen once the terminal has parsed every byte written so far, and the offset it stands
    * for. Serialized inside the parser's callback: later chunks may be parsed in the same turn.
    */
-  private snapshot(): Promise<{ at: number; screen: Buffer }> {
+  private async snapshot(): Promise<{ at: number; screen: Buffer }> {
+    const serializer = await this.loadSerializer();
     const at = this.ring.end;
     return new Promise((r) =>
       this.term.write('', () => {
         const b = this.term.buffer.active;
         // The serializer's own cursor placement can be off by a column; say it absolutely.
         const cursor = `\x1b[${b.cursorY + 1};${b.cursorX + 1}H`;
-        let screen = Buffer.from(this.serializer.serialize({ scrollback: SCREEN_SCROLLBACK }) + cursor, 'utf8');
+        let screen = Buffer.from(serializer.serialize({ scrollback: SCREEN_SCROLLBACK }) + cursor, 'utf8');
         // History that would not fit in one frame is left out: the screen itself always fits.
-        if (screen.length > MAX_FRAME - 1024) screen = Buffer.from(this.serializer.serialize({ scrollback: 0 }) + cursor, 'utf8');
+        if (screen.length > MAX_FRAME - 1024) screen = Buffer.from(serializer.serialize({ scrollback: 0 }) + cursor, 'utf8');
         r({ at, screen });
       }),
     );
+  }
+
+  private loadSerializer(): Promise<Serializer> {
+    this.serializer ??= import('@xterm/addon-serialize').then((m) => {
+      // A CommonJS package: its exports are the default export under node, named ones when bundled.
+      const { SerializeAddon } = 'SerializeAddon' in m ? m : (m as { default: typeof m }).default;
+      const s = new SerializeAddon();
+      this.term.loadAddon(s);
+      return s;
+    });
+    return this.serializer;
   }
 
   private info(): SessionInfo {
