@@ -1,11 +1,13 @@
 // Persistent sessions: how long attaching takes on a warm connection, against a warm
 // `burrow exec TARGET -- true` measured in the same run and interleaved; how long a client takes
 // to come back by itself after the agent is killed under it; what a keeper costs in memory idle
-// and with its output ring full.
+// and with its output ring full, and the CPU time it spends on heavy output.
 //   node dist/bench/session.js [--runs 20] [--reconnects 5]
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { IpcConnection } from '../shared/ipc/client.js';
 import type { Frame } from '../shared/ipc/frames.js';
@@ -43,12 +45,24 @@ function watch(args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; ou
   };
 }
 
-/** RSS, and what is the process's own (private dirty): RSS also counts the node binary's pages every node process shares. */
-function memMiB(pid: number): { rss: number; private: number } {
+/**
+ * RSS; PSS (shared pages divided among the processes mapping them: the fair share); and what is
+ * the process's own (private): RSS also counts the node binary's pages every node process shares.
+ */
+function memMiB(pid: number): { rss: number; pss: number; private: number } {
   const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
-  return { rss: kb('Rss') / 1024, private: (kb('Private_Dirty') + kb('Private_Clean')) / 1024 };
+  return { rss: kb('Rss') / 1024, pss: kb('Pss') / 1024, private: (kb('Private_Dirty') + kb('Private_Clean')) / 1024 };
 }
+
+/** User plus system CPU time a process has used, in ms. */
+function cpuMs(pid: number): number {
+  // Fields after the command name; utime and stime are the 14th and 15th of the whole line.
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+const mem = (m: { rss: number; pss: number; private: number }): string => `RSS ${m.rss.toFixed(1)} MiB, PSS ${m.pss.toFixed(1)}, own ${m.private.toFixed(1)}`;
 
 async function libAttach(socket: string, target: string, name: string): Promise<number> {
   const t0 = performance.now();
@@ -146,6 +160,24 @@ async function main(): Promise<void> {
     const nodeFloor = memMiB(floor.pid!);
     floor.kill();
 
+    // Heavy output: 8 MB of `yes` in an attached session (terminal, ring and client all fed); the
+    // keeper's CPU time from the gate opening until the shell is done. The shell waits on a file so
+    // the keeper's start-up is not counted.
+    const gateDir = mkdtempSync(join(tmpdir(), 'burrow-bench-'));
+    const gate = join(gateDir, 'go');
+    const heavy = watch(['ssh', t, '--session', 'heavy', `echo HEAVY-WAIT; while [ ! -e ${gate} ]; do sleep 0.05; done; yes | head -c 8000000; echo HEAVY-DONE; exec sleep 100000`], env);
+    await heavy.until(/HEAVY-WAIT/);
+    const heavyPid = await keeperOf('heavy');
+    keeperPids.push(heavyPid);
+    const cpu0 = cpuMs(heavyPid);
+    const h0 = performance.now();
+    writeFileSync(gate, '');
+    await heavy.until(/HEAVY-DONE/, 120_000);
+    const heavyWall = performance.now() - h0;
+    const heavyCpu = cpuMs(heavyPid) - cpu0;
+    heavy.proc.kill('SIGKILL');
+    rmSync(gateDir, { recursive: true, force: true });
+
     const s = summarize;
     const lines = [
       `persistent sessions, ${runs} attaches interleaved with warm exec of \`true\` (iroh host on loopback); ms`,
@@ -155,11 +187,12 @@ async function main(): Promise<void> {
       `  attach (library, to 'attached')     ${fmt(s(libA), 'ms')}   ratio to library exec ${(s(libA).median / s(libE).median).toFixed(2)}`,
       `  exec true (library, warm)           ${fmt(s(libE), 'ms')}`,
       `  reconnect after agent SIGKILL       ${fmt(s(reconnect), 'ms')}   (kill to output flowing again, agent restarted by the client)`,
-      `  keeper memory idle: RSS ${idle.rss.toFixed(1)} MiB, own ${idle.private.toFixed(1)} MiB; with a full 2 MiB ring: RSS ${full.rss.toFixed(1)} MiB, own ${full.private.toFixed(1)} MiB`,
-      `  bare node process (setInterval): RSS ${nodeFloor.rss.toFixed(1)} MiB, own ${nodeFloor.private.toFixed(1)} MiB   (the rest of RSS is node's code, shared by every node process)`,
+      `  keeper memory idle: ${mem(idle)}; with a full 2 MiB ring: ${mem(full)}`,
+      `  bare node process (setInterval): ${mem(nodeFloor)}   (the rest of RSS is node's code, shared by every node process)`,
+      `  keeper CPU for 8 MB of \`yes\` output, one client attached: ${heavyCpu.toFixed(0)} ms CPU over ${heavyWall.toFixed(0)} ms`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    process.stdout.write(JSON.stringify({ bench: 'session', attach: s(attach), execTrue: s(execTrue), status: s(status), libAttach: s(libA), libExec: s(libE), reconnect: s(reconnect), keeperRssMiB: { idle, full, nodeFloor } }) + '\n');
+    process.stdout.write(JSON.stringify({ bench: 'session', attach: s(attach), execTrue: s(execTrue), status: s(status), libAttach: s(libA), libExec: s(libE), reconnect: s(reconnect), keeperRssMiB: { idle, full, nodeFloor }, heavyOutput: { cpuMs: heavyCpu, wallMs: heavyWall } }) + '\n');
     await runCli(autoEnv, ['daemon', 'stop']);
   } finally {
     for (const pid of keeperPids) {
