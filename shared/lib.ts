@@ -168,5 +168,5 @@ export async function exec(target: string, command: string, opts: SessionOptions
 /** The daemon's status: itself and every held connection. */
 export async function status(opts: { socket?: string } = {}): Promise<DaemonStatusReport> {
   const c = await IpcConnection.connect({ socket: opts.socket ?? socketPath() });
-  return (await c.request({ t: 'status' })) as unknown as DaemonStatusReport;
+  return c.request({ t: 'status' });
 }

@@ -3,7 +3,7 @@
 
 import { BurrowError, ErrorCodes, isErrorCode } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
-import type { Frame } from '../../shared/ipc/frames.js';
+import { resultValue, type Frame } from '../../shared/ipc/frames.js';
 import type { ForwardStatus } from '../../shared/status.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 
@@ -16,7 +16,7 @@ export async function requestForward(ctx: CliContext, target: string, type: Forw
   return new Promise((resolve, reject) => {
     const onFrame = (f: Frame): void => {
       conn.off('frame', onFrame);
-      if (f.t === 'result') resolve({ conn, status: f.value as unknown as ForwardStatus });
+      if (f.t === 'result') resolve({ conn, status: resultValue('forward', f) });
       else if (f.t === 'error') reject(new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
       else reject(new BurrowError(ErrorCodes.UnexpectedFrame, `daemon answered ${f.t} to forward`));
     };

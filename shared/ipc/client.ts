@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { BurrowError, ErrorCodes, isErrorCode } from '../errors.js';
 import { checkSocket } from '../paths.js';
 import { FrameDecoder, encodeFrame } from './codec.js';
-import { PROTOCOL_VERSION, type Frame } from './frames.js';
+import { PROTOCOL_VERSION, resultValue, type Frame, type FrameOf, type RequestFrame, type RequestType, type ResultOf } from './frames.js';
 
 export interface IpcConnectOptions {
   socket: string;
@@ -106,11 +106,11 @@ export class IpcConnection extends EventEmitter {
     this.emit('close', err);
   }
 
-  /** Send one request and resolve with its `result` value (for status, check, stop, ...). */
-  async request(f: Frame): Promise<Record<string, unknown>> {
+  /** Send one request and resolve with its `result` value, typed by the frame table (for status, check, stop, ...). */
+  async request<T extends RequestType>(f: FrameOf<T> & RequestFrame): Promise<ResultOf<T>> {
     return new Promise((resolve, reject) => {
       const onFrame = (r: Frame): void => {
-        if (r.t === 'result') resolve(r.value);
+        if (r.t === 'result') resolve(resultValue(f.t, r));
         else if (r.t === 'error') reject(new BurrowError(isErrorCode(r.code) ? r.code : ErrorCodes.Internal, r.message));
         else reject(new BurrowError(ErrorCodes.UnexpectedFrame, `daemon answered ${r.t} to ${f.t}`));
         this.off('frame', onFrame);
