@@ -4,9 +4,9 @@
 
 import { EventEmitter } from 'node:events';
 import { PassThrough, Writable, type Readable } from 'node:stream';
-import { BurrowError, ErrorCodes, isErrorCode } from './errors.js';
+import { BurrowError, ErrorCodes } from './errors.js';
 import { IpcConnection } from './ipc/client.js';
-import { MAX_CHUNK, MAX_COMMAND, type Frame, type FrameOf } from './ipc/frames.js';
+import { MAX_CHUNK, MAX_COMMAND, errorFromFrame, type Frame, type FrameOf } from './ipc/frames.js';
 import { socketPath } from './paths.js';
 import type { DaemonStatusReport } from './status.js';
 
@@ -91,7 +91,7 @@ export class BurrowProcess extends EventEmitter {
       case 'exit':
         return this.finish({ code: f.signal !== undefined ? null : (f.code ?? null), signal: f.signal ?? null });
       case 'error':
-        return this.finish(undefined, new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+        return this.finish(undefined, errorFromFrame(f));
       default:
         return this.finish(undefined, new BurrowError(ErrorCodes.UnexpectedFrame, `daemon sent ${f.t} during a session`));
     }

@@ -1,7 +1,7 @@
 // IPC frame types: one table of field specs from which both the TypeScript types and the
 // validation of arriving frames are derived, so the two can never disagree.
 
-import { BurrowError, ErrorCodes } from '../errors.js';
+import { BurrowError, ErrorCodes, isErrorCode } from '../errors.js';
 import type { ConnectionStatus, DaemonStatusReport, ForwardStatus, HostInfo } from '../status.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -238,4 +238,9 @@ export function resultValue<T extends RequestType>(_req: T, f: FrameOf<'result'>
 /** A `result` frame carrying a typed value (the one place a typed value becomes the wire's map). */
 export function resultFrame<T extends RequestType>(_req: T, value: ResultOf<T>): FrameOf<'result'> {
   return { t: 'result', value: value as Record<string, unknown> };
+}
+
+/** An error frame as a BurrowError; a code this build does not know becomes Internal. */
+export function errorFromFrame(f: FrameOf<'error'>): BurrowError {
+  return new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message);
 }
