@@ -9,6 +9,7 @@ import { IpcConnection } from './ipc/client.js';
 import { MAX_CHUNK, MAX_COMMAND, errorFromFrame, type Frame, type FrameOf } from './ipc/frames.js';
 import { socketPath } from './paths.js';
 import type { DaemonStatusReport } from './status.js';
+import { bareSignal } from './signals.js';
 
 export interface SessionOptions {
   /** The daemon's socket; default as burrow finds it ($BURROW_SOCKET, ...). */
@@ -109,7 +110,7 @@ export class BurrowProcess extends EventEmitter {
 
   /** Send a signal (e.g. "INT", "TERM") to the remote process. */
   kill(signal = 'TERM'): void {
-    if (!this.ended) this.conn.send({ t: 'signal', name: signal.replace(/^SIG/, '') });
+    if (!this.ended) this.conn.send({ t: 'signal', name: bareSignal(signal) });
   }
 
   /** Tell the remote PTY its new size. */

@@ -5,7 +5,7 @@ import { readAliases } from '../../shared/aliases.js';
 import { toBurrowError } from '../../shared/errors.js';
 import { DEFAULT_FANOUT, mapLimit } from '../../shared/fleet.js';
 import { expandTargets, isManyTargets, readGroups } from '../../shared/groups.js';
-import { parseTarget } from '../../shared/target.js';
+import { hostPort, parseTarget } from '../../shared/target.js';
 import { ticketEndpointId } from '../../shared/ticket.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 import { humanBytes } from '../format.js';
@@ -28,7 +28,7 @@ function aliasFinder(state: string): (c: ConnectionStatus) => string | undefined
       const t = parseTarget(value);
       if (t.kind === 'endpoint') byKey.set(t.id, name);
       else if (t.kind === 'ticket') byKey.set(ticketEndpointId(t.ticket), name);
-      else if (t.kind === 'tcp') byKey.set(`${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port ?? 22}`, name);
+      else if (t.kind === 'tcp') byKey.set(hostPort(t.host, t.port ?? 22), name);
     } catch {
       // not a target: no connection can match it
     }
