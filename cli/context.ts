@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { BurrowError, ErrorCodes, exitCodeFor, printable, toBurrowError } from '../shared/errors.js';
 import { ensurePrivateDir } from '../shared/fsutil.js';
 import { IpcConnection } from '../shared/ipc/client.js';
+import type { FrameOf, RequestFrame, RequestType, ResultOf } from '../shared/ipc/frames.js';
 import { socketPath, stateDir } from '../shared/paths.js';
 
 export interface CliContext {
@@ -92,7 +93,7 @@ export async function connectDaemon(ctx: CliContext): Promise<IpcConnection> {
 }
 
 /** One request/response exchange with the daemon. */
-export async function ask(ctx: CliContext, frame: Parameters<IpcConnection['request']>[0]): Promise<Record<string, unknown>> {
+export async function ask<T extends RequestType>(ctx: CliContext, frame: FrameOf<T> & RequestFrame): Promise<ResultOf<T>> {
   const c = await connectDaemon(ctx);
   return c.request(frame);
 }

@@ -1,4 +1,4 @@
-// burrowd: flags, identity, roles, signals. The IPC socket is bound first: it is the
+// burrowd: flags, identity, roles, signals (the requests are daemon/ipc/handlers.ts). The IPC socket is bound first: it is the
 // single-instance lock, so a second daemon exits before touching anything else.
 
 import { readFileSync } from 'node:fs';
@@ -6,27 +6,20 @@ import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { BurrowError, ErrorCodes, toBurrowError } from '../shared/errors.js';
 import { StateFiles } from '../shared/paths.js';
-import type { DaemonStatusReport } from '../shared/status.js';
 import { clientAuthMethods } from './agent/keys.js';
-import { checkTarget, disconnectTarget, infoOf, runSession, type AgentContext } from './agent/ops.js';
+import type { AgentContext } from './agent/ops.js';
 import { Pool } from './agent/pool.js';
-import { listRemote } from './agent/ls.js';
-import { runProxy } from './agent/proxy.js';
-import { runCopy } from './agent/cp.js';
 import { ForwardManager } from './agent/forward.js';
-import { resolveTarget } from './agent/resolve.js';
-import { askSessions, attachSession } from './session/agent.js';
-import { parseForward } from '../shared/forward.js';
 import { USAGE, parseDaemonArgs, type DaemonOptions } from './config.js';
 import { HostAuth } from './host/auth.js';
 import { Host } from './host/server.js';
 import { loadOrCreateIdentity } from './identity.js';
+import { dispatch, type DaemonContext } from './ipc/handlers.js';
 import { IpcServer, type RequestFrame, type IpcSession } from './ipc/server.js';
 import { createLogger, type Logger } from './log.js';
 import { IrohTransport } from './transport/iroh.js';
 import { inheritedListener, notify } from './systemd.js';
 import { Invitations } from './pair/invitations.js';
-import { joinByCode } from './pair/join.js';
 import { PkarrRelay } from './pair/pkarr.js';
 import { Rendezvous } from './pair/rendezvous.js';
 
@@ -71,27 +64,6 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     invitations = new Invitations({ transport, rendezvous, state: opts.state, log });
     transport.serve({ authorize: host.authorize, onConnection: (c) => host?.handle(c), pairing: invitations.accept });
   }
-
-  const status = (): DaemonStatusReport => ({
-    daemon: {
-      version: VERSION,
-      pid: process.pid,
-      uptimeSeconds: Math.floor((Date.now() - started) / 1000),
-      endpointId: transport.endpointId,
-      ticket: transport.ticket(),
-      relay: opts.relay.mode,
-      sockets: transport.boundSockets(),
-      socket: opts.socket,
-      persist: opts.persist,
-      host: opts.host,
-      ...(host ? { hostBackend: opts.hostBackend.kind, hostConnections: host.connectionCount, sessionsServed: host.sessionsServed } : {}),
-      ...(transport.addr().relayUrl ? { homeRelay: transport.addr().relayUrl } : {}),
-      ipcSessions: ipc.sessionCount,
-      ipcBufferedBytes: ipc.bufferedBytes,
-    },
-    connections: pool.list(),
-    forwards: forwards.list(),
-  });
 
   /**
    * Stop: take no new clients or peers, give running sessions up to the grace period, then end
@@ -141,71 +113,10 @@ async function run(opts: DaemonOptions, log: Logger): Promise<void> {
     await notify('READY=1', log);
   };
 
+  const ctx: DaemonContext = { version: VERSION, started, opts, agent, transport, identity, forwards, rendezvous, ipc, host, invitations, shutdown };
   handle = async (req, s) => {
     if (stopping) throw new BurrowError(ErrorCodes.ShuttingDown, 'daemon is shutting down');
-    switch (req.t) {
-      case 'status':
-        return s.end({ t: 'result', value: status() as unknown as Record<string, unknown> });
-      case 'check':
-        return s.end({ t: 'result', value: await checkTarget(agent, req.target) });
-      case 'disconnect':
-        return s.end({ t: 'result', value: await disconnectTarget(agent, req.target) });
-      case 'stop':
-        s.end({ t: 'result', value: { stopping: true, pid: process.pid } });
-        return shutdown('stop requested');
-      case 'exec':
-      case 'shell':
-        return runSession(agent, req, s);
-      case 'proxy':
-        return runProxy(agent, transport, req, s);
-      case 'cp':
-        return runCopy(agent, req, s);
-      case 'forward': {
-        if (req.type !== 'local' && req.type !== 'remote' && req.type !== 'dynamic') throw new BurrowError(ErrorCodes.BadArgument, `forward type ${req.type} is not local, remote or dynamic`);
-        const spec = parseForward(req.type, req.spec);
-        const f = await forwards.add(await resolveTarget(req.target, opts.state, agent.defaultUser), spec, req.detach === true);
-        const value = f as unknown as Record<string, unknown>;
-        if (req.detach) return s.end({ t: 'result', value });
-        // Held by this connection: it goes when the client does. Nothing may follow the request.
-        s.onFrame((fr) => s.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${fr.t} is not allowed on a forward session`)));
-        s.onClose(() => forwards.cancelId(f.id));
-        s.send({ t: 'result', value });
-        return;
-      }
-      case 'info':
-        return s.end({ t: 'result', value: await infoOf(agent, req.target) });
-      case 'forwards':
-        return s.end({ t: 'result', value: { forwards: forwards.list() } });
-      case 'forward_cancel':
-        return s.end({ t: 'result', value: { cancelled: forwards.cancel(req.which) } });
-      case 'ls':
-        return s.end({ t: 'result', value: await listRemote(agent, req) });
-      case 'invite': {
-        if (!invitations) throw new BurrowError(ErrorCodes.BadArgument, 'this daemon is not a host: invitations need burrowd --host (or burrow system install --host)');
-        const inv = await invitations.create({ ...(req.name !== undefined ? { name: req.name } : {}), ...(req.ttl !== undefined ? { ttlSeconds: req.ttl } : {}), detach: req.detach === true });
-        const frame = { t: 'invitation', code: inv.code, nameplate: inv.nameplate, expiresAt: inv.expiresAt, name: inv.name, where: inv.where } as const;
-        if (req.detach) return s.end(frame);
-        // Held by this client: it goes when the client does (Ctrl-C on burrow invite cancels it).
-        const ended = invitations.wait(inv.nameplate);
-        s.onClose(() => void invitations?.cancel(inv.nameplate));
-        s.send(frame);
-        invitations.onWarning(inv.nameplate, (w) => s.send({ t: 'stderr', data: Buffer.from(`burrow: warning: ${w}\n`) }));
-        const done = await ended;
-        if (done.state === 'joined') return s.end({ t: 'result', value: done as unknown as Record<string, unknown> });
-        throw new BurrowError(ErrorCodes.PairingFailed, done.outcome ?? done.state);
-      }
-      case 'invitations':
-        return s.end({ t: 'result', value: { invitations: invitations?.list() ?? [] } });
-      case 'invite_cancel':
-        return s.end({ t: 'result', value: { cancelled: (await invitations?.cancel(req.which)) ?? 0 } });
-      case 'join':
-        return s.end({ t: 'result', value: { ...(await joinByCode({ transport, rendezvous, keyLine: identity.publicKeyLine, code: req.code, log })) } });
-      case 'session_open':
-        return attachSession(agent, req, s);
-      case 'sessions':
-      case 'session_kill':
-        return s.end({ t: 'result', value: await askSessions(agent, req) });
-    }
+    await dispatch(ctx, req, s);
   };
 
   process.on('SIGINT', () => void shutdown('SIGINT'));

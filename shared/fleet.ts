@@ -8,6 +8,7 @@ import { readGroups, expandTargets } from './groups.js';
 import { IpcConnection } from './ipc/client.js';
 import { spawn, type BurrowProcess } from './lib.js';
 import { socketPath, stateDir } from './paths.js';
+import { bareSignal } from './signals.js';
 
 export const DEFAULT_FANOUT = 32;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -193,6 +194,6 @@ export function fleetExitStatus(results: readonly HostResult[]): number {
 
 /** 128+N for signal N, as a shell reports it. */
 export function signalStatus(name: string): number {
-  const n = (osConstants.signals as Record<string, number>)[`SIG${name.replace(/^SIG/, '')}`];
+  const n = (osConstants.signals as Record<string, number>)[`SIG${bareSignal(name)}`];
   return n !== undefined ? 128 + n : 255;
 }

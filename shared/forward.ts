@@ -1,6 +1,7 @@
 // Forward specs as OpenSSH writes them (-L, -R, -D), parsed once for the CLI and the daemon.
 
 import { BurrowError, ErrorCodes, quoteInput } from './errors.js';
+import { hostPort, portNumber } from './target.js';
 
 /** A place to listen or connect: TCP host:port or a Unix socket path. */
 export type Place = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -42,8 +43,8 @@ function fields(spec: string): string[] {
 }
 
 function port(type: keyof typeof FORMS, spec: string, s: string | undefined, allowZero: boolean): number {
-  const n = Number(s);
-  if (s === undefined || !/^\d{1,5}$/.test(s) || n > 65535 || (n === 0 && !allowZero)) throw bad(type, spec, `${quoteInput(s ?? '')} is not a port`);
+  const n = s === undefined ? undefined : portNumber(s, allowZero);
+  if (n === undefined) throw bad(type, spec, `${quoteInput(s ?? '')} is not a port`);
   return n;
 }
 
@@ -82,7 +83,7 @@ export function parseForward(type: 'local' | 'remote' | 'dynamic', spec: string)
 }
 
 export function placeText(p: Place): string {
-  return p.kind === 'unix' ? p.path : `${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
+  return p.kind === 'unix' ? p.path : hostPort(p.host, p.port);
 }
 
 /** The spec in OpenSSH's words, e.g. "-L 127.0.0.1:8080:db:5432". */

@@ -4,11 +4,12 @@
 
 import { EventEmitter } from 'node:events';
 import { PassThrough, Writable, type Readable } from 'node:stream';
-import { BurrowError, ErrorCodes, isErrorCode } from './errors.js';
+import { BurrowError, ErrorCodes } from './errors.js';
 import { IpcConnection } from './ipc/client.js';
-import { MAX_CHUNK, MAX_COMMAND, type Frame, type FrameOf } from './ipc/frames.js';
+import { MAX_CHUNK, MAX_COMMAND, errorFromFrame, type Frame, type FrameOf } from './ipc/frames.js';
 import { socketPath } from './paths.js';
 import type { DaemonStatusReport } from './status.js';
+import { bareSignal } from './signals.js';
 
 export interface SessionOptions {
   /** The daemon's socket; default as burrow finds it ($BURROW_SOCKET, ...). */
@@ -91,7 +92,7 @@ export class BurrowProcess extends EventEmitter {
       case 'exit':
         return this.finish({ code: f.signal !== undefined ? null : (f.code ?? null), signal: f.signal ?? null });
       case 'error':
-        return this.finish(undefined, new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+        return this.finish(undefined, errorFromFrame(f));
       default:
         return this.finish(undefined, new BurrowError(ErrorCodes.UnexpectedFrame, `daemon sent ${f.t} during a session`));
     }
@@ -109,7 +110,7 @@ export class BurrowProcess extends EventEmitter {
 
   /** Send a signal (e.g. "INT", "TERM") to the remote process. */
   kill(signal = 'TERM'): void {
-    if (!this.ended) this.conn.send({ t: 'signal', name: signal.replace(/^SIG/, '') });
+    if (!this.ended) this.conn.send({ t: 'signal', name: bareSignal(signal) });
   }
 
   /** Tell the remote PTY its new size. */
@@ -168,5 +169,5 @@ export async function exec(target: string, command: string, opts: SessionOptions
 /** The daemon's status: itself and every held connection. */
 export async function status(opts: { socket?: string } = {}): Promise<DaemonStatusReport> {
   const c = await IpcConnection.connect({ socket: opts.socket ?? socketPath() });
-  return (await c.request({ t: 'status' })) as unknown as DaemonStatusReport;
+  return c.request({ t: 'status' });
 }

@@ -16,6 +16,17 @@ const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$/;
 const USER = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 
 /** An endpoint id: the ed25519 public key in lowercase hex. */
+/** A TCP port written in decimal (0 only when allowZero: "any port"), or undefined. */
+export function portNumber(text: string, allowZero = false): number | undefined {
+  const n = Number(text);
+  return /^\d{1,5}$/.test(text) && n <= 65535 && (n > 0 || allowZero) ? n : undefined;
+}
+
+/** host:port as OpenSSH and URLs write it: an IPv6 host in brackets. */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 export function isEndpointId(s: string): boolean {
   return ENDPOINT_ID.test(s);
 }
@@ -69,8 +80,8 @@ export function parseTarget(spec: string): Target {
   }
   const t: Target = { kind: 'tcp', host, ...u };
   if (portText !== undefined) {
-    const port = Number(portText);
-    if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) throw bad(spec, `port ${quoteInput(portText)} is not 1-65535`);
+    const port = portNumber(portText);
+    if (port === undefined) throw bad(spec, `port ${quoteInput(portText)} is not 1-65535`);
     t.port = port;
   }
   return t;

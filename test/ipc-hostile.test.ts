@@ -118,7 +118,7 @@ describe('one frame does not crash the agent', () => {
     expect(await echo.end()).toBe(0);
   });
 
-  it('frames after a forward request wait in a bounded buffer, and once it is made they are refused', async () => {
+  it('frames after a forward request are refused (the frame table lets none follow it) and hold nothing, before and after it is made', async () => {
     // A TCP "SSH server" that never speaks holds the forward in its connect for 15 s.
     const silent: Server = createServer(() => undefined);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
@@ -134,6 +134,7 @@ describe('one frame does not crash the agent', () => {
       const s = await statusOf(agent);
       expect(s.daemon.ipcBufferedBytes).toBeLessThan(512 * 1024);
       expect(rssMiB(agent.proc.pid!) - before).toBeLessThan(24);
+      expect(await c.next()).toMatchObject({ t: 'error', code: ErrorCodes.UnexpectedFrame });
       c.destroy();
       // Once made (to the real host), a forward takes no frames at all.
       const d = await RawIpc.hello(agent.socket);

@@ -8,6 +8,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readAliases } from '../../shared/aliases.js';
 import { IpcConnection } from '../../shared/ipc/client.js';
+import type { FrameOf, RequestFrame, RequestType, ResultOf } from '../../shared/ipc/frames.js';
 import { parseCopySpec } from '../../shared/target.js';
 import { fileURLToPath } from 'node:url';
 import { PACKAGE_ROOT, usage, type CliContext } from '../context.js';
@@ -46,7 +47,7 @@ function aliasNames(ctx: CliContext): string[] {
   }
 }
 
-async function daemonAsk(ctx: CliContext, frame: Parameters<IpcConnection['request']>[0]): Promise<Record<string, unknown> | undefined> {
+async function daemonAsk<T extends RequestType>(ctx: CliContext, frame: FrameOf<T> & RequestFrame): Promise<ResultOf<T> | undefined> {
   let c: IpcConnection | undefined;
   const timer = setTimeout(() => c?.close(), REMOTE_WAIT_MS);
   try {

@@ -31,8 +31,7 @@ export async function daemonCommand(ctx: CliContext, args: string[]): Promise<nu
       }
       const c = await connectDaemon({ ...ctx, autostart: true });
       const r = await c.request({ t: 'status' });
-      const d = (r['daemon'] ?? {}) as Record<string, unknown>;
-      process.stdout.write(`burrowd started, pid ${String(d['pid'])}, socket ${ctx.socket}\n`);
+      process.stdout.write(`burrowd started, pid ${r.daemon.pid}, socket ${ctx.socket}\n`);
       return 0;
     }
     case 'stop': {

@@ -1,9 +1,9 @@
 // burrow forward add|list|cancel: forwards held by the daemon (like `ssh -O forward`), and the
 // session-scoped forwards of `burrow ssh -L/-R/-D`, which live as long as their connection.
 
-import { BurrowError, ErrorCodes, isErrorCode } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
-import type { Frame } from '../../shared/ipc/frames.js';
+import { errorFromFrame, resultValue, type Frame } from '../../shared/ipc/frames.js';
 import type { ForwardStatus } from '../../shared/status.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 
@@ -16,8 +16,8 @@ export async function requestForward(ctx: CliContext, target: string, type: Forw
   return new Promise((resolve, reject) => {
     const onFrame = (f: Frame): void => {
       conn.off('frame', onFrame);
-      if (f.t === 'result') resolve({ conn, status: f.value as unknown as ForwardStatus });
-      else if (f.t === 'error') reject(new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+      if (f.t === 'result') resolve({ conn, status: resultValue('forward', f) });
+      else if (f.t === 'error') reject(errorFromFrame(f));
       else reject(new BurrowError(ErrorCodes.UnexpectedFrame, `daemon answered ${f.t} to forward`));
     };
     conn.on('frame', onFrame);

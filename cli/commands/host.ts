@@ -34,8 +34,7 @@ export async function hostCommand(ctx: CliContext, args: string[]): Promise<numb
     case 'id':
     case 'ticket': {
       const r = await ask(ctx, { t: 'status' });
-      const d = (r['daemon'] ?? {}) as Record<string, unknown>;
-      process.stdout.write(`${String(verb === 'id' ? d['endpointId'] : d['ticket'])}\n`);
+      process.stdout.write(`${verb === 'id' ? r.daemon.endpointId : r.daemon.ticket}\n`);
       return 0;
     }
     case 'authorize': {

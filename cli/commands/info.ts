@@ -1,7 +1,6 @@
 // burrow info TARGET [--json]: the host's name, OS, kernel, CPU, memory, uptime and load,
 // gathered on the host and fetched over the held SSH connection.
 
-import type { HostInfo } from '../../shared/status.js';
 import { ask, usage, type CliContext } from '../context.js';
 
 const gib = (n: number): string => `${(n / 1024 ** 3).toFixed(1)} GiB`;
@@ -18,7 +17,7 @@ export async function infoCommand(ctx: CliContext, args: string[]): Promise<numb
   const rest = args.filter((a) => a !== '--json');
   const [target, ...extra] = rest;
   if (target === undefined || extra.length > 0) usage('usage: burrow info TARGET [--json]');
-  const i = (await ask(ctx, { t: 'info', target })) as unknown as HostInfo;
+  const i = await ask(ctx, { t: 'info', target });
   if (json) {
     process.stdout.write(JSON.stringify(i, null, 2) + '\n');
     return 0;

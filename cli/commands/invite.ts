@@ -2,8 +2,8 @@
 // a one-use pairing code served by this machine's (host) daemon. Without --detach the invitation
 // lives as long as this command: it ends when someone joins, the code is burned, or it expires.
 
-import { BurrowError, ErrorCodes, isErrorCode, printable } from '../../shared/errors.js';
-import type { Frame } from '../../shared/ipc/frames.js';
+import { BurrowError, ErrorCodes, printable } from '../../shared/errors.js';
+import { errorFromFrame, type Frame } from '../../shared/ipc/frames.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 
 const USAGE = 'usage: burrow invite [--as NAME] [--ttl SECONDS] [--detach] | invite list [--json] | invite cancel [NAMEPLATE]';
@@ -81,7 +81,7 @@ export async function inviteCommand(ctx: CliContext, args: string[]): Promise<nu
         conn.close();
         resolve(0);
       } else if (f.t === 'error') {
-        reject(new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+        reject(errorFromFrame(f));
       } else reject(new BurrowError(ErrorCodes.UnexpectedFrame, `daemon answered ${f.t} to invite`));
     });
     conn.once('close', (err?: BurrowError) => reject(err ?? new BurrowError(ErrorCodes.Disconnected, 'daemon closed the connection')));

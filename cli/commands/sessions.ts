@@ -2,9 +2,9 @@
 // the host that outlives this client. When the link drops, the terminal is kept and the client
 // reattaches by itself from the last output offset it saw, so nothing is lost or shown twice.
 
-import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode, toBurrowError } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes, exitCodeFor, toBurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
-import type { Frame } from '../../shared/ipc/frames.js';
+import { errorFromFrame, type Frame } from '../../shared/ipc/frames.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
 import { useTerminal } from '../terminal.js';
 import { signalStatus } from '../../shared/fleet.js';
@@ -171,7 +171,7 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
         case 'error':
           conn = undefined;
           c.close();
-          return lost(new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+          return lost(errorFromFrame(f));
         default:
           return;
       }

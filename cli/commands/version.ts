@@ -14,8 +14,7 @@ export async function versionCommand(ctx: CliContext, _args: string[]): Promise<
   try {
     const c = await IpcConnection.connect({ socket: ctx.socket, timeoutMs: 1000 });
     const r = await c.request({ t: 'status' });
-    const d = (r['daemon'] ?? {}) as Record<string, unknown>;
-    process.stdout.write(`burrowd ${String(d['version'])} (pid ${String(d['pid'])}, ${ctx.socket})\n`);
+    process.stdout.write(`burrowd ${r.daemon.version} (pid ${r.daemon.pid}, ${ctx.socket})\n`);
   } catch {
     // no daemon (or one that speaks another protocol): the client's version is the answer
   }

@@ -4,7 +4,7 @@
 import type { ClientChannel } from 'ssh2';
 import { BurrowError, ErrorCodes, quoteInput } from '../../shared/errors.js';
 import { SSH_SIGNALS, sshSignal } from '../../shared/signals.js';
-import type { FrameOf } from '../../shared/ipc/frames.js';
+import type { FrameOf, ResultOf } from '../../shared/ipc/frames.js';
 import { writeFromClient, type IpcSession } from '../ipc/server.js';
 import type { Logger } from '../log.js';
 import type { OpenedSession, Pool, PooledConnection, SessionRequest } from './pool.js';
@@ -141,13 +141,13 @@ function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string
   session.onClose(() => ch.close());
 }
 
-export async function checkTarget(ctx: AgentContext, target: string): Promise<Record<string, unknown>> {
+export async function checkTarget(ctx: AgentContext, target: string): Promise<ResultOf<'check'>> {
   const t = await resolveTarget(target, ctx.state, ctx.defaultUser);
   const c = ctx.pool.find(t.key);
   return c && !c.dead ? { alive: true, connection: { ...c.status() } } : { alive: false, key: t.key };
 }
 
-export async function disconnectTarget(ctx: AgentContext, target: string): Promise<Record<string, unknown>> {
+export async function disconnectTarget(ctx: AgentContext, target: string): Promise<ResultOf<'disconnect'>> {
   const t = await resolveTarget(target, ctx.state, ctx.defaultUser);
   return { closed: ctx.pool.disconnect(t.key), key: t.key };
 }

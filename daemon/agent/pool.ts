@@ -18,6 +18,7 @@ import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.j
 import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import { checkKnownHost, type KnownHostsFiles } from './knownhosts.js';
+import { bareSignal } from '../../shared/signals.js';
 
 export type ResolvedTarget =
   | { kind: 'iroh'; key: string; label: string; user: string; endpointId: string; peer: PeerAddr }
@@ -455,7 +456,7 @@ export function openChannel(client: SshClient, req: SessionRequest, how: 'exec' 
       if (err) return reject(err);
       let exit: { code: number } | { signal: string } | undefined;
       ch.on('exit', (code: number | null, signal?: string) => {
-        exit = signal ? { signal: signal.replace(/^SIG/, '') } : { code: code ?? 255 };
+        exit = signal ? { signal: bareSignal(signal) } : { code: code ?? 255 };
       });
       const closed = new Promise<void>((r) => ch.once('close', () => r()));
       if (how === 'stdin') {

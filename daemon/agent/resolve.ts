@@ -2,7 +2,7 @@
 
 import { readAliasesAsync } from '../../shared/aliases.js';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
-import { aliasCandidate, parseTarget, type Target } from '../../shared/target.js';
+import { aliasCandidate, hostPort, parseTarget, type Target } from '../../shared/target.js';
 import { parseTicket } from '../transport/iroh.js';
 import type { ResolvedTarget } from './pool.js';
 
@@ -29,8 +29,7 @@ export async function resolveTarget(spec: string, state: string, defaultUser: st
       return { kind: 'iroh', key: `${user}@${t.id}`, label: spec, user, endpointId: t.id, peer: { id: t.id, direct: [] } };
     case 'tcp': {
       const port = t.port ?? 22;
-      const host = t.host.includes(':') ? `[${t.host}]` : t.host;
-      return { kind: 'tcp', key: `${user}@${host}:${port}`, label: spec, user, host: t.host, port };
+      return { kind: 'tcp', key: `${user}@${hostPort(t.host, port)}`, label: spec, user, host: t.host, port };
     }
     case 'alias':
       throw new BurrowError(ErrorCodes.Internal, 'alias left unresolved');

@@ -10,7 +10,7 @@ import type { ServerChannel, Session, PseudoTtyInfo } from 'ssh2';
 import type { Logger } from '../log.js';
 import { serveSftp } from './sftp.js';
 import { INFO_SUBSYSTEM, hostInfo } from './info.js';
-import { SSH_SIGNALS as SIGNALS } from '../../shared/signals.js';
+import { SSH_SIGNALS as SIGNALS, bareSignal } from '../../shared/signals.js';
 
 /** The serving user's environment, plus what each session adds. */
 export interface SessionUser {
@@ -186,7 +186,7 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     accept?.();
   });
   session.on('signal', (accept, reject, info) => {
-    const name = info.name.replace(/^SIG/, '').toUpperCase();
+    const name = bareSignal(info.name).toUpperCase();
     if (!proc || !SIGNALS.has(name)) return reject?.();
     killGroup(proc.pid, `SIG${name}` as NodeJS.Signals);
     accept?.();
@@ -268,7 +268,7 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       p.onExit(({ exitCode, signal }) => {
         resolveDone();
         const name = signal ? signalName(signal) : undefined;
-        finish(name ? { signal: name.replace(/^SIG/, '') } : { code: exitCode });
+        finish(name ? { signal: bareSignal(name) } : { code: exitCode });
       });
       return;
     }
@@ -305,7 +305,7 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     });
     child.once('close', (code, signal) => {
       channel.unpipe(child.stdin!);
-      finish(signal ? { signal: signal.replace(/^SIG/, '') } : { code: code ?? 255 });
+      finish(signal ? { signal: bareSignal(signal) } : { code: code ?? 255 });
     });
   };
 

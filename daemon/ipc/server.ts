@@ -5,13 +5,12 @@ import { chmodSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { BurrowError, ErrorCodes, boundedMessage, toBurrowError } from '../../shared/errors.js';
 import { FrameDecoder, encodeFrame } from '../../shared/ipc/codec.js';
-import { MAX_CHUNK, MAX_FRAME, PROTOCOL_VERSION, type Frame, type FrameOf } from '../../shared/ipc/frames.js';
+import { MAX_CHUNK, MAX_FRAME, PROTOCOL_VERSION, isRequest, mayFollow, type Frame, type RequestFrame, type RequestType } from '../../shared/ipc/frames.js';
 import { checkSocketFile, prepareSocketDir } from '../../shared/paths.js';
 import type { Logger } from '../log.js';
 
-/** The requests a client may make, one per connection. */
-export type RequestFrame = FrameOf<'exec'> | FrameOf<'shell'> | FrameOf<'proxy'> | FrameOf<'cp'> | FrameOf<'forward'> | FrameOf<'forwards'> | FrameOf<'forward_cancel'> | FrameOf<'info'> | FrameOf<'status'> | FrameOf<'check'> | FrameOf<'disconnect'> | FrameOf<'stop'> | FrameOf<'ls'> | FrameOf<'invite'> | FrameOf<'invitations'> | FrameOf<'invite_cancel'> | FrameOf<'join'> | FrameOf<'session_open'> | FrameOf<'sessions'> | FrameOf<'session_kill'>;
-const REQUESTS = new Set<Frame['t']>(['exec', 'shell', 'proxy', 'cp', 'forward', 'forwards', 'forward_cancel', 'info', 'status', 'check', 'disconnect', 'stop', 'ls', 'invite', 'invitations', 'invite_cancel', 'join', 'session_open', 'sessions', 'session_kill']);
+// The requests, and the frames each may be followed by, are the frame table's (shared/ipc/frames.ts).
+export type { RequestFrame };
 
 /**
  * What one client may hold (SECURITY.md). A client of the same user could always ask the daemon
@@ -118,6 +117,7 @@ export class IpcServer {
     const decoder = new FrameDecoder();
     decoder.maxFrame = IpcLimits.maxHelloFrame;
     let stage: 'hello' | 'request' | 'stream' = 'hello';
+    let request: RequestType | undefined;
     let closed = false;
     const frameListeners: ((f: Frame) => void)[] = [];
     // Frames that follow the request arrive before the (async) handler has subscribed: they wait
@@ -247,13 +247,17 @@ export class IpcServer {
         decoder.maxFrame = MAX_FRAME;
         disarm();
       } else if (stage === 'request') {
-        if (!REQUESTS.has(f.t)) return reject(new BurrowError(ErrorCodes.UnexpectedFrame, `expected a request, got ${f.t}`));
+        if (!isRequest(f)) return reject(new BurrowError(ErrorCodes.UnexpectedFrame, `expected a request, got ${f.t}`));
         stage = 'stream';
+        request = f.t;
         decoder.maxFrame = IpcLimits.maxStreamFrame;
         disarm();
         Promise.resolve()
-          .then(() => this.handle(f as RequestFrame, session))
+          .then(() => this.handle(f, session))
           .catch((err: unknown) => session.fail(err));
+      } else if (request !== undefined && !mayFollow(request, f.t)) {
+        // Only what the frame table lets follow this request is held or handed on.
+        return reject(new BurrowError(ErrorCodes.UnexpectedFrame, `${f.t} is not allowed on a ${request} session`));
       } else if (frameListeners.length === 0) {
         held.push(f);
         heldBytes += size;

@@ -2,9 +2,9 @@
 // channel on the pooled connection and speaks the frame codec over it; an attach then relays
 // frames both ways with backpressure, as exec does.
 
-import { BurrowError, ErrorCodes, firstLine, isErrorCode } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import { encodeFrame } from '../../shared/ipc/codec.js';
-import type { FrameOf } from '../../shared/ipc/frames.js';
+import { errorFromFrame, type FrameOf } from '../../shared/ipc/frames.js';
 import type { AgentContext } from '../agent/ops.js';
 import type { PooledConnection } from '../agent/pool.js';
 import { resolveTarget } from '../agent/resolve.js';
@@ -39,7 +39,7 @@ export async function askSessions(ctx: AgentContext, req: FrameOf<'sessions'> | 
         answered = true;
         ch.close();
         if (f.t === 'result') resolve(f.value);
-        else if (f.t === 'error') reject(new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+        else if (f.t === 'error') reject(errorFromFrame(f));
         else reject(new BurrowError(ErrorCodes.UnexpectedFrame, `${label} answered ${f.t} to ${req.t}`));
       },
       (err) => reject(err),

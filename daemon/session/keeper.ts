@@ -15,6 +15,7 @@ import { MAX_CHUNK, MAX_FRAME, type Frame, type FrameOf } from '../../shared/ipc
 import type { SessionInfo } from '../../shared/sessions.js';
 import { OutputRing } from './ring.js';
 import { connectKeeper, readFrames } from './wire.js';
+import { bareSignal } from '../../shared/signals.js';
 
 /** What the host daemon tells a new keeper (one JSON argument). */
 export interface KeeperSpec {
@@ -303,7 +304,7 @@ class Keeper {
 
   private shellEnded(code: number, signal: number | undefined): void {
     const name = signal ? Object.entries(osConstants.signals).find(([, v]) => v === signal)?.[0] : undefined;
-    this.exit = name ? { signal: name.replace(/^SIG/, '') } : { code };
+    this.exit = name ? { signal: bareSignal(name) } : { code };
     for (const w of this.exitWaiters.splice(0)) w();
     const live = [...this.clients].filter((c) => c.live);
     if (live.length === 0 && !this.ending) {

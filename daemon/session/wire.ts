@@ -3,9 +3,9 @@
 // keeper and the host side.
 
 import { connect, type Socket } from 'node:net';
-import { BurrowError, ErrorCodes, isErrorCode } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import { FrameDecoder, encodeFrame } from '../../shared/ipc/codec.js';
-import type { Frame } from '../../shared/ipc/frames.js';
+import { errorFromFrame, type Frame } from '../../shared/ipc/frames.js';
 
 /** Call `fn` for each frame arriving on `sock`; a bad frame destroys the socket. */
 export function readFrames(sock: Socket | NodeJS.ReadableStream, fn: (f: Frame) => void, onBad?: (err: BurrowError) => void): void {
@@ -66,7 +66,7 @@ export async function askKeeper(path: string, frame: Frame, timeoutMs = 5000): P
     readFrames(sock, (f) => {
       done();
       if (f.t === 'result') resolve(f.value);
-      else if (f.t === 'error') reject(new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+      else if (f.t === 'error') reject(errorFromFrame(f));
       else reject(new BurrowError(ErrorCodes.UnexpectedFrame, `session keeper answered ${f.t} to ${frame.t}`));
     });
     sock.on('error', () => undefined);

@@ -2,12 +2,13 @@
 
 import { connect, type Socket } from 'node:net';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
+import { hostPort } from '../../shared/target.js';
 
 /** Connect to host:port within timeoutMs; resolves with a connected socket (a Duplex). */
 export function dialTcp(host: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const sock = connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 });
-    const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const where = hostPort(host, port);
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new BurrowError(ErrorCodes.ConnectTimeout, `connect to ${where}: no answer within ${timeoutMs} ms`));

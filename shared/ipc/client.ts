@@ -3,10 +3,10 @@
 
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { BurrowError, ErrorCodes, isErrorCode } from '../errors.js';
+import { BurrowError, ErrorCodes } from '../errors.js';
 import { checkSocket } from '../paths.js';
 import { FrameDecoder, encodeFrame } from './codec.js';
-import { PROTOCOL_VERSION, type Frame } from './frames.js';
+import { PROTOCOL_VERSION, errorFromFrame, resultValue, type Frame, type FrameOf, type RequestFrame, type RequestType, type ResultOf } from './frames.js';
 
 export interface IpcConnectOptions {
   socket: string;
@@ -53,7 +53,7 @@ export class IpcConnection extends EventEmitter {
           sock.off('error', early);
           if (f.t === 'hello' && f.v === PROTOCOL_VERSION) return resolve(c);
           c.close();
-          if (f.t === 'error') return reject(new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message));
+          if (f.t === 'error') return reject(errorFromFrame(f));
           reject(new BurrowError(ErrorCodes.VersionMismatch, `daemon speaks IPC version ${f.t === 'hello' ? f.v : '?'}, this client ${PROTOCOL_VERSION}: restart the daemon (burrow daemon stop)`));
         });
         c.once('close', (err?: BurrowError) => {
@@ -106,12 +106,12 @@ export class IpcConnection extends EventEmitter {
     this.emit('close', err);
   }
 
-  /** Send one request and resolve with its `result` value (for status, check, stop, ...). */
-  async request(f: Frame): Promise<Record<string, unknown>> {
+  /** Send one request and resolve with its `result` value, typed by the frame table (for status, check, stop, ...). */
+  async request<T extends RequestType>(f: FrameOf<T> & RequestFrame): Promise<ResultOf<T>> {
     return new Promise((resolve, reject) => {
       const onFrame = (r: Frame): void => {
-        if (r.t === 'result') resolve(r.value);
-        else if (r.t === 'error') reject(new BurrowError(isErrorCode(r.code) ? r.code : ErrorCodes.Internal, r.message));
+        if (r.t === 'result') resolve(resultValue(f.t, r));
+        else if (r.t === 'error') reject(errorFromFrame(r));
         else reject(new BurrowError(ErrorCodes.UnexpectedFrame, `daemon answered ${r.t} to ${f.t}`));
         this.off('frame', onFrame);
         this.close();

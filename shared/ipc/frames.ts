@@ -1,7 +1,8 @@
 // IPC frame types: one table of field specs from which both the TypeScript types and the
 // validation of arriving frames are derived, so the two can never disagree.
 
-import { BurrowError, ErrorCodes } from '../errors.js';
+import { BurrowError, ErrorCodes, isErrorCode } from '../errors.js';
+import type { ConnectionStatus, DaemonStatusReport, ForwardStatus, HostInfo } from '../status.js';
 
 export const PROTOCOL_VERSION = 1;
 /** Largest encoded frame body, in bytes. */
@@ -162,4 +163,84 @@ export function validateFrame(v: unknown): Frame {
 /** The frame types, for tests that generate frames from the table. */
 export function frameSpecs(): Readonly<Record<FrameType, Readonly<Record<string, FieldSpec>>>> {
   return SPECS;
+}
+
+// The requests: what each answers with, and which frames the client may send after it (the
+// stream phase; before the request only hello, after the answer nothing). The daemon's set of
+// requests and its check of the frames that follow one are derived from this.
+const SESSION_IN = ['stdin', 'eof', 'resize', 'signal'] as const;
+const REQUESTS = {
+  exec: { replies: ['stdout', 'stderr', 'exit'], follows: SESSION_IN },
+  shell: { replies: ['stdout', 'stderr', 'exit'], follows: SESSION_IN },
+  proxy: { replies: ['stdout', 'exit'], follows: ['stdin', 'eof'] },
+  cp: { replies: ['progress', 'stderr', 'result'], follows: [] },
+  // Without detach the result comes first and the forward lives until the client goes.
+  forward: { replies: ['result'], follows: [] },
+  forwards: { replies: ['result'], follows: [] },
+  forward_cancel: { replies: ['result'], follows: [] },
+  info: { replies: ['result'], follows: [] },
+  status: { replies: ['result'], follows: [] },
+  check: { replies: ['result'], follows: [] },
+  disconnect: { replies: ['result'], follows: [] },
+  stop: { replies: ['result'], follows: [] },
+  ls: { replies: ['result'], follows: [] },
+  // The invitation first; without detach, warnings on stderr, then the result once joined.
+  invite: { replies: ['invitation', 'stderr', 'result'], follows: [] },
+  invitations: { replies: ['result'], follows: [] },
+  invite_cancel: { replies: ['result'], follows: [] },
+  join: { replies: ['result'], follows: [] },
+  // eof and signal are taken and ignored: the session outlives the client's stdin.
+  session_open: { replies: ['attached', 'stdout', 'exit'], follows: SESSION_IN },
+  sessions: { replies: ['result'], follows: [] },
+  session_kill: { replies: ['result'], follows: [] },
+} as const satisfies Record<string, { replies: readonly FrameType[]; follows: readonly FrameType[] }>;
+
+/** The requests a client may make, one per connection. */
+export type RequestType = keyof typeof REQUESTS;
+export type RequestFrame = { [T in RequestType]: FrameOf<T> }[RequestType];
+
+export function isRequest(f: Frame): f is RequestFrame {
+  return hasOwn(REQUESTS, f.t);
+}
+
+/** Whether frame type `t` may follow request `req` (client -> daemon). */
+export function mayFollow(req: RequestType, t: FrameType): boolean {
+  return (REQUESTS[req].follows as readonly FrameType[]).includes(t);
+}
+
+/** The request types, for tests and the daemon's handler table. */
+export function requestTypes(): RequestType[] {
+  return Object.keys(REQUESTS) as RequestType[];
+}
+
+/** The `result` value a request answers with, where it has a shared type; others are plain maps. */
+interface ResultValues {
+  status: DaemonStatusReport;
+  info: HostInfo;
+  forward: ForwardStatus;
+  forwards: { forwards: ForwardStatus[] };
+  forward_cancel: { cancelled: number };
+  stop: { stopping: boolean; pid: number };
+  check: { alive: true; connection: ConnectionStatus } | { alive: false; key: string };
+  disconnect: { closed: boolean; key: string };
+}
+export type ResultOf<T extends RequestType> = T extends keyof ResultValues ? ResultValues[T] : Record<string, unknown>;
+
+/**
+ * The typed value of request `_req`'s result frame. The daemon is this build's (hello checked the
+ * protocol version), so its result for T is ResultOf<T>: this is the one place the client trusts it.
+ */
+export function resultValue<T extends RequestType>(_req: T, f: FrameOf<'result'>): ResultOf<T> {
+  const value: unknown = f.value;
+  return value as ResultOf<T>;
+}
+
+/** A `result` frame carrying a typed value (the one place a typed value becomes the wire's map). */
+export function resultFrame<T extends RequestType>(_req: T, value: ResultOf<T>): FrameOf<'result'> {
+  return { t: 'result', value: value as Record<string, unknown> };
+}
+
+/** An error frame as a BurrowError; a code this build does not know becomes Internal. */
+export function errorFromFrame(f: FrameOf<'error'>): BurrowError {
+  return new BurrowError(isErrorCode(f.code) ? f.code : ErrorCodes.Internal, f.message);
 }
