@@ -97,7 +97,7 @@ function applyOption(a: SshArgs, text: string): void {
     case 'ServerAliveInterval':
     case 'ServerAliveCountMax':
     case 'LogLevel':
-      // Accepted and moot: burrow never prompts, probes every connection every 3 s, logs in burrowd.
+      // Accepted and moot: burrow never prompts, probes every silent connection (burrowd --keepalive-interval), logs in burrowd.
       return;
     default:
       usage(`burrow ssh: -o ${m[1]} is not supported (burrow takes ${SSH_OPTIONS.join(', ')})`);

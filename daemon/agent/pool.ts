@@ -47,8 +47,8 @@ export interface PoolOptions {
   keepalive?: { intervalMs: number; countMax: number };
 }
 
-// Dead-peer detection by default: an SSH ping after 3 s of silence, and the connection is declared
-// dead when the next 3 s bring nothing back. Any packet from the peer resets it.
+// Dead-peer detection by default: an SSH ping after 5 s of silence, and the connection is declared
+// dead when two pings go unanswered (within 15 s). Any packet from the peer resets it.
 const DEFAULT_KEEPALIVE = { intervalMs: 5000, countMax: 2 };
 // What a server at its session limit answers: OpenSSH past MaxSessions says CONNECT_FAILED (2,
 // "open failed"), burrow's host RESOURCE_SHORTAGE (4), others ADMINISTRATIVELY_PROHIBITED (1).
