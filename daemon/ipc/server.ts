@@ -1,7 +1,7 @@
 // The daemon's Unix socket: one session per client connection, hello first, then one request.
 // Bad input gets an error frame and closes that connection only; every other client goes on.
 
-import { chmodSync, lstatSync, mkdirSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { BurrowError, ErrorCodes, boundedMessage, toBurrowError } from '../../shared/errors.js';
 import { FrameDecoder, encodeFrame } from '../../shared/ipc/codec.js';
@@ -408,7 +408,7 @@ async function bindSocket(path: string, onConnection: (s: Socket) => void): Prom
     }
     if (r.err.code !== 'EADDRINUSE') throw new BurrowError(ErrorCodes.IoError, `cannot listen on ${path}: ${r.err.code ?? r.err.message}`);
     if (!checkSocketFile(path)) continue; // gone meanwhile
-    if (!statSync(path).isSocket()) throw new BurrowError(ErrorCodes.IoError, `${path} exists and is not a socket; refusing to replace it`);
+    if (!lstatSync(path).isSocket()) throw new BurrowError(ErrorCodes.IoError, `${path} exists and is not a socket; refusing to replace it`);
     if (await answers(path)) throw running();
     const release = takeReplaceLock(path);
     if (!release) {
