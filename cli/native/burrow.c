@@ -814,10 +814,11 @@ typedef struct {
   int at_line_start, pending_tilde;
 } escapes_t;
 
-enum { ESC_NONE, ESC_DETACH, ESC_HELP };
+enum { ESC_NONE, ESC_DETACH };
 
-/* Filter `n` bytes of `in` into `out` (room for n + 1); returns the escape met (filtering stops at
- * a detach) and sets *out_n. ~# ~C ~^Z mean nothing in a persistent session: taken, not sent. */
+/* Filter `n` bytes of `in` into `out` (room for n + 1), setting *out_n and counting each ~? in
+ * *help; ESC_DETACH at ~. ~d or ~& (filtering stops there). ~# ~C ~^Z mean nothing in a persistent
+ * session: taken, not sent. */
 static int escapes_filter(escapes_t *e, const uint8_t *in, size_t n, uint8_t *out, size_t *out_n, int *help) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
