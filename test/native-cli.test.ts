@@ -298,6 +298,15 @@ describe('native and Node clients agree on every exit class', () => {
     }
   }, 60_000);
 
+  it('leaves session usage errors to the Node CLI: the same line and status 2', async () => {
+    for (const args of [['session', 'attach', 'box'], ['ssh', 'box', '--session'], ['ssh', 'box', '--session', 'main', '--session-linger', 'soon'], ['session', 'attach', 'box', 'main', '--bogus']]) {
+      const [n, j] = await both(args);
+      expect(n?.code, args.join(' ')).toBe(2);
+      expect(n?.stderr, args.join(' ')).toMatch(/^burrow: BadArgument: .+\n$/);
+      expect(j, `${args.join(' ')} (node)`).toMatchObject({ code: n?.code, stderr: n?.stderr });
+    }
+  });
+
   it('gives 255 and the same line when the daemon goes away before answering, or is not there', async () => {
     answer = () => [];
     for (const args of COMMANDS) {
