@@ -11,6 +11,13 @@ import { socketPath } from './paths.js';
 import type { DaemonStatusReport } from './status.js';
 import { bareSignal } from './signals.js';
 
+/** The locale every session passes on, the host's built-in allowlist: LANG and every LC_*. */
+export const LocaleEnv = { name: 'LANG', prefix: 'LC_' } as const;
+
+export function isLocaleEnv(name: string): boolean {
+  return name === LocaleEnv.name || name.startsWith(LocaleEnv.prefix);
+}
+
 export interface SessionOptions {
   /** The daemon's socket; default as burrow finds it ($BURROW_SOCKET, ...). */
   socket?: string;

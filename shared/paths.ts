@@ -19,11 +19,27 @@ export function stateDir(env: Env = process.env): string {
   return join(xdg ? xdg : join(homedir(), '.local', 'state'), 'burrow');
 }
 
+/**
+ * Where the socket is looked for, in order; the native client (cli/native/build.ts generates its
+ * header from these) follows the same rules.
+ */
+export const SocketRules = {
+  /** An explicit socket path. */
+  env: 'BURROW_SOCKET',
+  /** Else the socket goes in $XDG_RUNTIME_DIR/<dir>/<name>. */
+  runtimeEnv: 'XDG_RUNTIME_DIR',
+  dir: 'burrow',
+  name: 'agent.sock',
+  /** Else in <tmpPrefix>$UID/<name>. */
+  tmpPrefix: '/tmp/burrow-',
+} as const;
+
 /** IPC socket: $BURROW_SOCKET, else $XDG_RUNTIME_DIR/burrow/agent.sock, else /tmp/burrow-$UID/agent.sock. */
 export function socketPath(env: Env = process.env): string {
-  if (env['BURROW_SOCKET']) return env['BURROW_SOCKET'];
-  const runtime = env['XDG_RUNTIME_DIR'];
-  return runtime ? join(runtime, 'burrow', 'agent.sock') : join('/tmp', `burrow-${uid()}`, 'agent.sock');
+  const explicit = env[SocketRules.env];
+  if (explicit) return explicit;
+  const runtime = env[SocketRules.runtimeEnv];
+  return runtime ? join(runtime, SocketRules.dir, SocketRules.name) : join(`${SocketRules.tmpPrefix}${uid()}`, SocketRules.name);
 }
 
 /**
@@ -31,8 +47,8 @@ export function socketPath(env: Env = process.env): string {
  * first, so these are held to the strict rule: a real directory (no symlink), ours, mode 0700.
  */
 function ownSocketDirs(env: Env): string[] {
-  const runtime = env['XDG_RUNTIME_DIR'];
-  return [...(runtime ? [join(runtime, 'burrow')] : []), join('/tmp', `burrow-${uid()}`)];
+  const runtime = env[SocketRules.runtimeEnv];
+  return [...(runtime ? [join(runtime, SocketRules.dir)] : []), `${SocketRules.tmpPrefix}${uid()}`];
 }
 
 function unsafe(message: string): BurrowError {

@@ -1,15 +1,18 @@
-// The native client (cli/native/burrow.c) serves `exec` and `proxy` and hands everything else to
-// the Node CLI. Both must behave the same: each case here runs through bin/burrow (native) and
-// through the Node CLI alone, against a real host and agent daemon, and the results must agree.
+// The native client (cli/native/burrow.c) serves `exec`, `proxy` and session attach and hands
+// everything else to the Node CLI. Both must behave the same: each case here runs through
+// bin/burrow (native) and through the Node CLI alone, against a real host and agent daemon or a
+// stand-in daemon that answers with chosen frames, and the results must agree.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeFrame } from '../shared/ipc/codec.js';
+import { ErrorCodes, exitCodeFor, isErrorCode } from '../shared/errors.js';
+import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
+import { PROTOCOL_VERSION, type Frame } from '../shared/ipc/frames.js';
 import { BURROW, BURROW_JS, runCli, stopAllDaemons, type CliResult, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 
 const NATIVE = new URL('../dist/native/burrow', import.meta.url).pathname;
@@ -203,5 +206,184 @@ describe('native client', () => {
   it('is what ssh-config puts in the ProxyCommand', async () => {
     const r = await runCli(agent.cliEnv, ['ssh-config']);
     expect(r.stdout).toContain(`ProxyCommand env BURROW_SOCKET=${agent.socket} BURROW_STATE=${agent.state} ${NATIVE} proxy %h`);
+  });
+});
+
+/**
+ * A stand-in daemon at `sock`: answers hello with this protocol version, then the request with
+ * `reply(request)`'s frames, and closes after them (at once when there are none).
+ */
+async function fakeDaemon(sock: string, reply: (req: Frame) => Frame[]): Promise<Server> {
+  const server = createServer((s) => {
+    s.on('error', () => undefined);
+    const decoder = new FrameDecoder();
+    s.on('data', (chunk: Buffer) => {
+      for (const d of decoder.push(chunk)) {
+        if ('error' in d) return s.destroy();
+        if (d.frame.t === 'hello') s.write(encodeFrame({ t: 'hello', v: PROTOCOL_VERSION }));
+        else if (d.frame.t !== 'stdin' && d.frame.t !== 'eof' && d.frame.t !== 'resize' && d.frame.t !== 'signal') {
+          const frames = reply(d.frame);
+          for (const f of frames) s.write(encodeFrame(f));
+          // No answer: a daemon that went away (closed outright, not half-closed).
+          if (frames.length === 0) s.destroy();
+          else s.end();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(sock, resolve));
+  return server;
+}
+
+const closeServer = (server: Server): Promise<unknown> => new Promise((resolve) => server.close(resolve));
+
+describe('native and Node clients agree on every exit class', () => {
+  let dir: string;
+  let sock: string;
+  let server: Server;
+  /** What the stand-in daemon answers next. */
+  let answer: (req: Frame) => Frame[] = () => [];
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'burrow-native-'));
+    sock = join(dir, 'fake.sock');
+    server = await fakeDaemon(sock, (req) => answer(req));
+  });
+  afterAll(async () => {
+    await closeServer(server);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The native fast paths: exec, attach to a session, create-and-attach. */
+  const COMMANDS = [
+    ['exec', 'box', '--', 'true'],
+    ['session', 'attach', 'box', 'main', '--read-only'],
+    ['ssh', 'box', '--session', 'main', 'echo hi'],
+  ];
+  /** Each command through both clients against the stand-in; the native result first. */
+  const both = (args: string[], env: Record<string, string> = {}): Promise<CliResult[]> =>
+    Promise.all(CLIENTS.map((c) => runCli({ BURROW_SOCKET: sock, BURROW_NO_AUTOSTART: '1', ...env }, args, { node: c.node })));
+  const isAttach = (req: Frame): boolean => req.t === 'session_open';
+  const attached: Frame = { t: 'attached', name: 'main', offset: 0, screen: Buffer.from('SCREEN\n'), writer: false, pid: 1 };
+
+  it('gives each error code its exit status and the same line', async () => {
+    // Every code in shared/errors.ts, and one this build does not know (shown as Internal).
+    for (const code of [...Object.values(ErrorCodes), 'NoSuchCode']) {
+      answer = () => [{ t: 'error', code, message: `stand-in ${code}` }];
+      const shown = isErrorCode(code) ? code : ErrorCodes.Internal;
+      for (const args of COMMANDS) {
+        const [n, j] = await both(args);
+        expect(n, `${code} ${args[0]}`).toMatchObject({ code: exitCodeFor(shown), stderr: `burrow: ${shown}: stand-in ${code}\n` });
+        expect(j, `${code} ${args[0]} (node)`).toMatchObject({ code: n?.code, stderr: n?.stderr, stdout: n?.stdout });
+      }
+    }
+  }, 120_000);
+
+  it('gives the remote exit status, 128+N for a signal, 255 for an unknown one', async () => {
+    const exits: [Frame, number][] = [
+      [{ t: 'exit', code: 0 }, 0],
+      [{ t: 'exit', code: 7 }, 7],
+      [{ t: 'exit', code: 300 }, 300 & 0xff],
+      [{ t: 'exit', signal: 'TERM' }, 143],
+      [{ t: 'exit', signal: 'KILL' }, 137],
+      [{ t: 'exit', signal: 'NOSUCHSIG' }, 255],
+      [{ t: 'exit' }, 255],
+    ];
+    for (const [exit, status] of exits) {
+      answer = (req) => (isAttach(req) ? [attached, { t: 'stdout', data: Buffer.from('out\n') }, exit] : [{ t: 'stdout', data: Buffer.from('out\n') }, exit]);
+      for (const args of COMMANDS) {
+        const [n, j] = await both(args);
+        expect(n, `${JSON.stringify(exit)} ${args[0]}`).toMatchObject({ code: status, stderr: '', stdout: isAttach({ t: args[0] === 'exec' ? 'exec' : 'session_open' } as Frame) ? 'SCREEN\nout\n' : 'out\n' });
+        expect(j, `${JSON.stringify(exit)} ${args[0]} (node)`).toMatchObject({ code: n?.code, stderr: n?.stderr, stdout: n?.stdout });
+      }
+    }
+  }, 60_000);
+
+  it('leaves session usage errors to the Node CLI: the same line and status 2', async () => {
+    for (const args of [['session', 'attach', 'box'], ['ssh', 'box', '--session'], ['ssh', 'box', '--session', 'main', '--session-linger', 'soon'], ['session', 'attach', 'box', 'main', '--bogus']]) {
+      const [n, j] = await both(args);
+      expect(n?.code, args.join(' ')).toBe(2);
+      expect(n?.stderr, args.join(' ')).toMatch(/^burrow: BadArgument: .+\n$/);
+      expect(j, `${args.join(' ')} (node)`).toMatchObject({ code: n?.code, stderr: n?.stderr });
+    }
+  });
+
+  it('gives 255 and the same line when the daemon goes away before answering, or is not there', async () => {
+    answer = () => [];
+    for (const args of COMMANDS) {
+      const [n, j] = await both(args);
+      expect(n?.code, args[0]).toBe(255);
+      expect(n?.stderr, args[0]).toMatch(/^burrow: Disconnected: .+\n$/);
+      expect(j, `${args[0]} (node)`).toMatchObject({ code: n?.code, stderr: n?.stderr });
+    }
+    const none = join(dir, 'none.sock');
+    for (const args of COMMANDS) {
+      for (const r of await both(args, { BURROW_SOCKET: none })) expect(r, args[0]).toMatchObject({ code: 255, stderr: `burrow: DaemonUnavailable: no daemon at ${none}\n` });
+    }
+  }, 60_000);
+});
+
+describe('native and Node clients find the socket by the same rules', () => {
+  let dir: string;
+  const servers: Server[] = [];
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'burrow-native-'));
+  });
+  afterAll(async () => {
+    for (const s of servers) await closeServer(s);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A stand-in daemon at `sock` that answers every request with an error naming itself. */
+  const serve = async (sock: string): Promise<void> => {
+    servers.push(await fakeDaemon(sock, () => [{ t: 'error', code: ErrorCodes.NotFound, message: `answered at ${sock}` }]));
+  };
+  /** `burrow [flags] exec box -- true` through both clients, which must agree; the native result. */
+  const agree = async (env: Record<string, string>, flags: string[] = []): Promise<CliResult> => {
+    const [n, j] = await Promise.all(CLIENTS.map((c) => runCli({ BURROW_NO_AUTOSTART: '1', ...env }, [...flags, 'exec', 'box', '--', 'true'], { node: c.node })));
+    expect(j, JSON.stringify(env)).toMatchObject({ code: n?.code, stderr: n?.stderr });
+    return n!;
+  };
+  const answeredAt = (sock: string): Partial<CliResult> => ({ code: 1, stderr: `burrow: NotFound: answered at ${sock}\n` });
+
+  it('$XDG_RUNTIME_DIR/burrow/agent.sock when BURROW_SOCKET is unset, and BURROW_SOCKET or --socket over it', async () => {
+    const runtime = join(dir, 'run');
+    mkdirSync(join(runtime, 'burrow'), { recursive: true, mode: 0o700 });
+    // None there yet: both name the path they looked at.
+    const own = join(runtime, 'burrow', 'agent.sock');
+    expect(await agree({ BURROW_SOCKET: '', XDG_RUNTIME_DIR: runtime })).toMatchObject({ code: 255, stderr: `burrow: DaemonUnavailable: no daemon at ${own}\n` });
+    await serve(own);
+    expect(await agree({ BURROW_SOCKET: '', XDG_RUNTIME_DIR: runtime })).toMatchObject(answeredAt(own));
+    const explicit = join(dir, 'explicit.sock');
+    await serve(explicit);
+    expect(await agree({ BURROW_SOCKET: explicit, XDG_RUNTIME_DIR: runtime })).toMatchObject(answeredAt(explicit));
+    expect(await agree({ BURROW_SOCKET: own, XDG_RUNTIME_DIR: runtime }, ['--socket', explicit])).toMatchObject(answeredAt(explicit));
+    // The state dir never moves the socket.
+    expect(await agree({ BURROW_SOCKET: '', XDG_RUNTIME_DIR: runtime, BURROW_STATE: join(dir, 'state') }, ['--state', join(dir, 'state2')])).toMatchObject(answeredAt(own));
+  });
+
+  it('/tmp/burrow-$UID/agent.sock with neither variable set', async () => {
+    const r = await agree({ BURROW_SOCKET: '', XDG_RUNTIME_DIR: '' });
+    // Whatever is there on this machine, both clients looked at the same place.
+    expect(r.code).not.toBeNull();
+    if (r.stderr.startsWith('burrow: DaemonUnavailable')) expect(r.stderr).toBe(`burrow: DaemonUnavailable: no daemon at /tmp/burrow-${process.getuid!()}/agent.sock\n`);
+  });
+
+  it('refuses a socket directory open to others, a symlinked directory or socket, with the same line', async () => {
+    const open = join(dir, 'open');
+    mkdirSync(join(open, 'burrow'), { recursive: true });
+    chmodSync(join(open, 'burrow'), 0o755);
+    await serve(join(open, 'burrow', 'agent.sock'));
+    expect(await agree({ BURROW_SOCKET: '', XDG_RUNTIME_DIR: open })).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${join(open, 'burrow')} is open to other users (mode 0755, not 0700); refusing to use it\n` });
+    const linked = join(dir, 'linked');
+    mkdirSync(linked);
+    symlinkSync(join(dir, 'run', 'burrow'), join(linked, 'burrow'));
+    expect((await agree({ BURROW_SOCKET: '', XDG_RUNTIME_DIR: linked })).stderr).toMatch(/^burrow: UnsafeSocket: .* is a symlink \(owned by uid \d+\), not a directory; refusing to use it\n$/);
+    const group = join(dir, 'group');
+    mkdirSync(group, { mode: 0o770 });
+    chmodSync(group, 0o770);
+    expect(await agree({ BURROW_SOCKET: join(group, 'agent.sock') })).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${group} is writable by other users (mode 0770); refusing to use it\n` });
+    const sockLink = join(dir, 'link.sock');
+    symlinkSync(join(dir, 'explicit.sock'), sockLink);
+    expect((await agree({ BURROW_SOCKET: sockLink })).stderr).toMatch(/^burrow: UnsafeSocket: .*link\.sock is a symlink \(owned by uid \d+\), not a socket; refusing to use it\n$/);
   });
 });

@@ -1,11 +1,12 @@
 // Persistent sessions end to end: real host and agent daemons, real CLI processes in real PTYs
 // (node-pty), their screens read through a headless terminal like a user's would be.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import * as nodePty from '@lydell/node-pty';
 import xtermHeadless from '@xterm/headless';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
+import { bashInPty } from './helpers/pty.js';
 
 const { Terminal } = xtermHeadless;
 
@@ -66,6 +67,11 @@ function openTerm(env: Record<string, string>, args: string[], cols = 80, rows =
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The native client (cli/native/burrow.c), which bin/burrow runs and which serves attach itself. */
+const NATIVE = realpathSync(new URL('../dist/native/burrow', import.meta.url));
+/** The program a process runs now: the native client, or node once it has handed over. */
+const exe = (pid: number): string => readlinkSync(`/proc/${pid}/exe`);
 
 async function waitUntil(what: string, fn: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -150,6 +156,7 @@ describe('persistent sessions', () => {
 
     const b = openTerm(agent.cliEnv, ['session', 'attach', host.ticket, 'vi1']);
     await b.until(/written before/);
+    expect(exe(b.pty.pid)).toBe(NATIVE);
     await sleep(300);
     const after = await b.screen();
     expect(after.alt).toBe(true);
@@ -172,6 +179,7 @@ describe('persistent sessions', () => {
     await w.until(PROMPT);
     const v = openTerm(agent.cliEnv, ['session', 'attach', host.ticket, 'pair', '--read-only']);
     await v.until(/\$ /);
+    expect([exe(w.pty.pid), exe(v.pty.pid)]).toEqual([NATIVE, NATIVE]);
     v.pty.write('echo FROM-VIEWER\r');
     await sleep(500);
     w.pty.write('echo FROM-WRITER-$((2+2))\r');
@@ -259,6 +267,42 @@ describe('persistent sessions', () => {
     await b.until(/LIVE-25/);
   }, 60_000);
 
+  it('escapes: ~? lists them, ~~ sends one tilde, ~. detaches; every way out gives the terminal back as it was', async () => {
+    const attach = `${BURROW} session attach ${host.ticket} esc`;
+    const check = (n: number): string => `echo "status $?"; [ "$(stty -g)" = "$before" ] && echo RESTORED-${n}`;
+    const script = [`before=$(stty -g)`, `${BURROW} ssh ${host.ticket} --session esc "${SHELL}"`, check(1), attach, check(2), attach, check(3), 'sleep 60'].join('\n');
+    const t = bashInPty(script, agent.cliEnv);
+    const child = (): number => Number(readFileSync(`/proc/${t.term.pid}/task/${t.term.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+    try {
+      await t.until(PROMPT);
+      expect(exe(child())).toBe(NATIVE);
+      t.term.write('\r~?');
+      await t.until(/~d {3}- detach \(the shell lives on\)/);
+      expect(t.screen()).toContain('Supported escape sequences:');
+      // At a line start ~~ is one tilde: the shell gets `~; echo T$((2+3))`.
+      t.term.write('~~; echo T$((2+3))\r');
+      await t.until(/T5/);
+      expect(t.screen()).toContain('$ ~; echo T');
+      t.term.write('\r~.');
+      await t.until(/RESTORED-1/);
+      expect(t.screen()).toMatch(/detached from session esc \(burrow session attach \S+ esc\)\r+\nstatus 0\r?\n/);
+      // Ended by a signal: the terminal is given back all the same.
+      await waitUntil('the second attach', () => exe(child()) === NATIVE);
+      await sleep(500);
+      process.kill(child(), 'SIGTERM');
+      await t.until(/RESTORED-2/);
+      expect(t.screen()).toMatch(/status 143\r?\nRESTORED-2/);
+      // The shell ending: its status is the client's.
+      await waitUntil('the third attach', () => exe(child()) === NATIVE);
+      await sleep(500);
+      t.term.write('exit 4\r');
+      await t.until(/RESTORED-3/);
+      expect(t.screen()).toMatch(/status 4\r?\nRESTORED-3/);
+    } finally {
+      t.term.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it('an unauthorized peer can neither list nor attach', async () => {
     const stranger = await startDaemon();
     const l = await runCli(stranger.cliEnv, ['session', 'list', host.ticket]);
@@ -280,6 +324,8 @@ describe('sessions across daemon restarts', () => {
     try {
       const a = openTerm(env, ['ssh', host.ticket, '--session', 'count', 'for i in $(seq 1 300); do echo n$i; sleep 0.02; done; echo COUNT-DONE; sleep 60']);
       await a.until(/n20\r*\n/);
+      // The native client attached; on the loss it hands over to the Node CLI, in the same process.
+      expect(exe(a.pty.pid)).toBe(NATIVE);
       agent.proc.kill('SIGKILL');
       const killedAt = Date.now();
       await a.until(/connection lost, reconnecting/);
@@ -289,6 +335,7 @@ describe('sessions across daemon restarts', () => {
       await waitUntil('output after reconnecting', () => /n\d+/.test(a.raw().slice(lostAt)), 10_000);
       expect(Date.now() - killedAt).toBeLessThan(10_000);
       await a.until(/COUNT-DONE/, 30_000);
+      expect(exe(a.pty.pid)).toBe(process.execPath);
       const seen = [...a.raw().matchAll(/n(\d+)(?!\d)/g)].map((m) => Number(m[1]));
       expect(seen).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
       expect(a.raw().match(/connection lost, reconnecting/g)).toHaveLength(1);
@@ -304,18 +351,23 @@ describe('sessions across daemon restarts', () => {
     }
   }, 90_000);
 
-  it('gives up with 255 after --reconnect-timeout when the agent does not come back', async () => {
+  it('gives up with 255 after --reconnect-timeout when the agent does not come back, the terminal given back', async () => {
     const { host, agent } = await hostAndAgent();
+    // Run from a shell that checks its terminal afterwards: the native client hands the lost
+    // connection to the Node CLI, and the mode it leaves must be the one found at the start.
+    const a = bashInPty(`before=$(stty -g); ${BURROW} ssh ${host.ticket} --session gone --reconnect-timeout 2 "${SHELL}"; echo "status $?"; [ "$(stty -g)" = "$before" ] && echo RESTORED; sleep 60`, agent.cliEnv);
     try {
-      const a = openTerm(agent.cliEnv, ['ssh', host.ticket, '--session', 'gone', '--reconnect-timeout', '2', SHELL]);
       await a.until(PROMPT);
       for (const r of await list(agent, host.ticket)) keepers.add(r.keeperPid);
       agent.proc.kill('SIGKILL'); // and autostart is off: nothing brings it back
       const t0 = Date.now();
-      expect(await a.exited).toBe(255);
+      await a.until(/status \d+/, 15_000);
+      expect(a.screen()).toMatch(/status 255\r?\n/);
       expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
-      expect(a.raw()).toMatch(/burrow: Disconnected: gave up reconnecting/);
+      expect(a.screen()).toMatch(/burrow: Disconnected: gave up reconnecting/);
+      await a.until(/RESTORED/);
     } finally {
+      a.term.kill('SIGKILL');
       await agent.stop();
       await host.stop();
     }

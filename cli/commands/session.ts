@@ -6,7 +6,7 @@ import { exitCodeFor, type BurrowError } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import { signalStatus } from '../../shared/fleet.js';
 import { isManyTargets } from '../../shared/groups.js';
-import { spawn } from '../../shared/lib.js';
+import { isLocaleEnv, spawn } from '../../shared/lib.js';
 import { readAliases } from '../../shared/aliases.js';
 import { aliasCandidate, parseTarget } from '../../shared/target.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
@@ -296,7 +296,7 @@ export function sessionEnv(env: NodeJS.ProcessEnv, extra: readonly string[] = []
   const patterns = extra.map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`));
   for (const [k, v] of Object.entries(env)) {
     if (v === undefined || v === '') continue;
-    if (k === 'LANG' || k.startsWith('LC_') || patterns.some((p) => p.test(k))) out[k] = v;
+    if (isLocaleEnv(k) || patterns.some((p) => p.test(k))) out[k] = v;
   }
   return out;
 }

@@ -2,7 +2,7 @@
 // the host that outlives this client. When the link drops, the terminal is kept and the client
 // reattaches by itself from the last output offset it saw, so nothing is lost or shown twice.
 
-import { BurrowError, ErrorCodes, exitCodeFor, toBurrowError } from '../../shared/errors.js';
+import { BurrowError, ErrorCodes, exitCodeFor, toBurrowError, type ErrorCode } from '../../shared/errors.js';
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import { errorFromFrame, type Frame } from '../../shared/ipc/frames.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
@@ -25,8 +25,15 @@ export interface AttachOptions {
 }
 
 const USAGE = 'usage: burrow session list TARGET [--json] | session attach TARGET NAME [--read-only] [--reconnect-timeout SECONDS] | session kill TARGET NAME';
-// Errors after which reattaching cannot help: the session is gone or the request is wrong.
-const FINAL = new Set<string>([ErrorCodes.NotFound, ErrorCodes.BadArgument, ErrorCodes.VersionMismatch]);
+/** Errors after which reattaching cannot help: the session is gone or the request is wrong (the native client's header lists them too). */
+export const ATTACH_FINAL_ERRORS: readonly ErrorCode[] = [ErrorCodes.NotFound, ErrorCodes.BadArgument, ErrorCodes.VersionMismatch];
+const FINAL = new Set<string>(ATTACH_FINAL_ERRORS);
+/**
+ * Set by the native client (cli/native/burrow.c) when the connection of a session it had attached
+ * is lost: the output offset it had shown. This process then reconnects from there, as after a
+ * loss of its own; taken out of the environment so that nothing started later inherits it.
+ */
+export const RESUME_ENV = 'BURROW_SESSION_RESUME';
 const RETRY_FIRST_MS = 200;
 const RETRY_MAX_MS = 2000;
 
@@ -105,13 +112,16 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
   const env = sessionEnv(process.env);
   const { defer, cleanup } = useTerminal(interactive);
   const nl = interactive ? '\r\n' : '\n';
+  const resume = process.env[RESUME_ENV];
+  delete process.env[RESUME_ENV];
+  const resumeAt = resume !== undefined && /^\d+$/.test(resume) ? Number(resume) : undefined;
 
   return new Promise<number>((resolve) => {
     let conn: IpcConnection | undefined;
     /** Attached now: keys go to the shell. Keys typed while not attached are dropped, never sent later. */
     let live = false;
-    let offset: number | undefined;
-    let attachedOnce = false;
+    let offset: number | undefined = resumeAt;
+    let attachedOnce = resumeAt !== undefined;
     let lostSince: number | undefined;
     let retryMs = RETRY_FIRST_MS;
     let finished = false;
@@ -226,6 +236,11 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
       };
       process.on('SIGWINCH', onResize);
       defer(() => process.off('SIGWINCH', onResize));
+    }
+    if (resumeAt !== undefined) {
+      // Taken over from the native client, which lost the connection: say so, as after a loss here.
+      lostSince = Date.now();
+      process.stderr.write(`${nl}burrow: connection lost, reconnecting...${nl}`);
     }
     void attempt();
   });

@@ -8,6 +8,9 @@ import { checkSocket } from '../paths.js';
 import { FrameDecoder, encodeFrame } from './codec.js';
 import { PROTOCOL_VERSION, errorFromFrame, resultValue, type Frame, type FrameOf, type RequestFrame, type RequestType, type ResultOf } from './frames.js';
 
+/** How long a client waits for the daemon's hello before giving up on it. */
+export const HELLO_TIMEOUT_MS = 5000;
+
 export interface IpcConnectOptions {
   socket: string;
   timeoutMs?: number;
@@ -37,8 +40,8 @@ export class IpcConnection extends EventEmitter {
       const sock = connect(opts.socket);
       const timer = setTimeout(() => {
         sock.destroy();
-        reject(new BurrowError(ErrorCodes.DaemonUnavailable, `daemon at ${opts.socket} did not answer within ${opts.timeoutMs ?? 5000} ms`));
-      }, opts.timeoutMs ?? 5000);
+        reject(new BurrowError(ErrorCodes.DaemonUnavailable, `daemon at ${opts.socket} did not answer within ${opts.timeoutMs ?? HELLO_TIMEOUT_MS} ms`));
+      }, opts.timeoutMs ?? HELLO_TIMEOUT_MS);
       const c = new IpcConnection(sock);
       const early = (err: NodeJS.ErrnoException): void => {
         clearTimeout(timer);
