@@ -9,7 +9,7 @@ import type { Client as SshClient, ClientChannel, TcpConnectionDetails, UNIXConn
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import { cancelCandidates, forwardText, placeText, sameForward, type ForwardSpec, type Place } from '../../shared/forward.js';
 import type { ForwardStatus } from '../../shared/status.js';
-import { splice } from '../host/forwarding.js';
+import { splice } from '../ssh/bridge.js';
 import type { Logger } from '../log.js';
 import { bulkLane, type Pool, type PooledConnection, type ResolvedTarget } from './pool.js';
 import { readSocksRequest } from './socks.js';

@@ -7,7 +7,8 @@ import type { FileEntry } from 'ssh2';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import type { FrameOf } from '../../shared/ipc/frames.js';
 import type { AgentContext } from './ops.js';
-import type { OpenedSftp, PooledConnection } from './pool.js';
+import type { OpenedSftp } from '../ssh/channels.js';
+import type { PooledConnection } from './pool.js';
 import { resolveTarget } from './resolve.js';
 
 /** How long an unused completion SFTP channel stays open. */

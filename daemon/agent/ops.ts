@@ -4,13 +4,16 @@
 import type { ClientChannel } from 'ssh2';
 import { BurrowError, ErrorCodes, quoteInput } from '../../shared/errors.js';
 import { SSH_SIGNALS, sshSignal } from '../../shared/signals.js';
-import type { FrameOf, ResultOf } from '../../shared/ipc/frames.js';
-import { writeFromClient, type IpcSession } from '../ipc/server.js';
+import type { Frame, FrameOf, ResultOf } from '../../shared/ipc/frames.js';
+import type { IpcSession } from '../ipc/server.js';
 import type { Logger } from '../log.js';
-import type { OpenedSession, Pool, PooledConnection, SessionRequest } from './pool.js';
-import { resolveTarget } from './resolve.js';
-import { INFO_SUBSYSTEM } from '../host/info.js';
+import { bridgeSession } from '../ssh/bridge.js';
+import type { OpenedSession, SessionRequest } from '../ssh/channels.js';
+import { signalChannel } from '../ssh/private.js';
+import { INFO_SUBSYSTEM } from '../ssh/subsystems.js';
 import { withTimeout } from '../timeout.js';
+import type { Pool, PooledConnection } from './pool.js';
+import { resolveTarget } from './resolve.js';
 
 export interface AgentContext {
   pool: Pool;
@@ -51,56 +54,34 @@ export async function runSession(ctx: AgentContext, req: FrameOf<'exec'> | Frame
   }
   // opened.connection: another than conn after a reconnect.
   bridgeChannel(opened, session, target.label, opened.connection, req.t === 'exec' ? req.timeout : undefined);
-  session.onFrame((f) => handleClientFrame(ch, session, f));
   session.resume();
 }
 
-function handleClientFrame(ch: ClientChannel, session: IpcSession, f: Parameters<Parameters<IpcSession['onFrame']>[0]>[0]): void {
+/** A client's resize and signal frames on a session channel; false for any other. */
+function control(ch: ClientChannel, session: IpcSession, f: Frame): boolean {
   switch (f.t) {
-    case 'stdin':
-      writeFromClient(session, ch, f.data); // a full SSH window holds the client
-      return;
-    case 'eof':
-      ch.end();
-      return;
     case 'resize':
       ch.setWindow(f.rows, f.cols, 0, 0);
-      return;
+      return true;
     case 'signal': {
       // ssh2 throws on a name SSH cannot carry (the library's kill('STOP') sends one).
       const name = sshSignal(f.name);
       if (name === undefined) {
         session.fail(new BurrowError(ErrorCodes.BadArgument, `signal ${quoteInput(f.name)} cannot be sent over SSH (it carries ${[...SSH_SIGNALS].join(', ')})`));
         ch.close();
-        return;
+        return true;
       }
       signalChannel(ch, name);
-      return;
+      return true;
     }
     default:
-      session.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${f.t} is not allowed during a session`));
-      ch.close();
+      return false;
   }
 }
 
-/**
- * ssh2 drops a signal once our side has sent EOF (state 'eof', not 'open'), though RFC 4254 allows one
- * until the channel closes, and a command whose stdin ended is still running: send it on the
- * protocol directly then.
- */
-function signalChannel(ch: ClientChannel, name: string): void {
-  const raw = ch as unknown as { outgoing?: { id: number; state: string }; _client?: { _protocol?: { signal(id: number, name: string): void } } };
-  try {
-    if (raw.outgoing?.state !== 'eof') ch.signal(name);
-    else raw._client?._protocol?.signal(raw.outgoing.id, name);
-  } catch {
-    // closed meanwhile, or a name ssh2 does not know
-  }
-}
-
+/** exec and shell over the bridge, plus what only they have: the timeout, and the exit status or loss that ends them. */
 function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string, conn: PooledConnection, timeoutMs?: number): void {
   const ch = opened.channel;
-  let paused = false;
   let timedOut = false;
   if (timeoutMs !== undefined) {
     const timer = setTimeout(() => {
@@ -112,27 +93,12 @@ function bridgeChannel(opened: OpenedSession, session: IpcSession, label: string
     }, timeoutMs);
     void opened.closed.then(() => clearTimeout(timer));
   }
-  // A full client socket holds the channel, whose window then holds the remote process.
-  const forward = (t: 'stdout' | 'stderr') => (data: Buffer) => {
-    if (!session.send({ t, data }) && !paused) {
-      paused = true;
-      ch.pause();
-      ch.stderr.pause();
-    }
-  };
-  session.onDrain(() => {
-    if (!paused) return;
-    paused = false;
-    ch.resume();
-    ch.stderr.resume();
-  });
-  ch.on('data', forward('stdout'));
-  ch.stderr.on('data', forward('stderr'));
+  // A full client socket holds the channel, whose window then holds the remote process; a full
+  // SSH window holds the client.
+  const bridge = bridgeSession(session, ch, { stderr: ch.stderr, control: (f) => control(ch, session, f), abort: () => ch.close() });
   void opened.closed.then(() => {
     // Output still buffered in the channel (it may have been paused) goes out before the exit.
-    const rest = [ch.read() as Buffer | null, ch.stderr.read() as Buffer | null];
-    if (rest[0]) session.send({ t: 'stdout', data: rest[0] });
-    if (rest[1]) session.send({ t: 'stderr', data: rest[1] });
+    bridge.flush();
     if (timedOut) return; // answered when it timed out
     const exit = opened.exit();
     if (exit) return session.end({ t: 'exit', ...exit });

@@ -4,21 +4,20 @@
 // `persist` seconds; a dead one is evicted and the next request reconnects. Nothing falls back
 // to anything other than what was asked for.
 
-import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { placeText, type Place } from '../../shared/forward.js';
-import type { Client as SshClient, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
+import type { Client as SshClient } from 'ssh2';
 import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import { MAX_COMMAND } from '../../shared/ipc/frames.js';
 import type { ConnectionStatus } from '../../shared/status.js';
 import type { Logger } from '../log.js';
-import { LONG_EXEC_SUBSYSTEM } from '../host/session.js';
+import { longExecSupport, openChannel, openForwardChannel, openSftpChannel, openSubsystemChannel, type OpenedChannel, type OpenedSession, type OpenedSftp, type SessionRequest } from '../ssh/channels.js';
 import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.js';
+import { remoteSoftware } from '../ssh/private.js';
 import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import { checkKnownHost, type KnownHostsFiles } from './knownhosts.js';
-import { bareSignal } from '../../shared/signals.js';
 
 export type ResolvedTarget =
   | { kind: 'iroh'; key: string; label: string; user: string; endpointId: string; peer: PeerAddr }
@@ -83,10 +82,6 @@ export class PooledConnection {
     readonly iroh: IrohConnection | undefined,
   ) {}
 
-  get waiting(): number {
-    return this.waiters.length;
-  }
-
   /** Bytes received from the server so far: unchanged means it has answered nothing since. */
   get bytesHeard(): number {
     return 'bytesIn' in this.stream ? this.stream.bytesIn : this.stream.bytesRead;
@@ -94,7 +89,7 @@ export class PooledConnection {
 
   /** The server's software version from its SSH ident (e.g. burrow_0.1, OpenSSH_9.6). */
   get serverSoftware(): string {
-    return (this.client as unknown as { _remoteVer?: string })._remoteVer ?? '';
+    return remoteSoftware(this.client);
   }
 
   /** Wait until a channel closes (or the connection dies). */
@@ -150,13 +145,6 @@ export class PooledConnection {
   }
 }
 
-export interface SessionRequest {
-  /** undefined: a login shell. */
-  command?: string;
-  pty?: PseudoTtyOptions;
-  env?: Record<string, string>;
-}
-
 /** Emits 'connected' (PooledConnection) and 'closed' (PooledConnection) so forwards can follow reconnects. */
 export class Pool extends EventEmitter {
   private readonly live = new Map<string, PooledConnection>();
@@ -165,10 +153,6 @@ export class Pool extends EventEmitter {
 
   constructor(private readonly opts: PoolOptions) {
     super();
-  }
-
-  get size(): number {
-    return this.live.size;
   }
 
   find(key: string): PooledConnection | undefined {
@@ -240,21 +224,20 @@ export class Pool extends EventEmitter {
     const c = new PooledConnection(t, client, stream, iroh);
     this.live.set(t.key, c);
     this.opts.log.info({ event: 'connected', target: t.label, key: t.key, kind: t.kind, ms: Date.now() - began, path: c.status().path }, 'connected');
-    const evict = (why: string): void => this.lose(c, why);
-    client.on('error', (err: Error) => evict(firstLine(err.message)));
-    client.on('close', () => evict('closed'));
+    client.on('error', (err: Error) => this.lose(c, firstLine(err.message)));
+    client.on('close', () => this.lose(c, 'closed'));
     // ssh2 stays silent (no keepalive error, no close) once its stream has ended or failed, and
     // then answers every request with "Not connected": the stream's own end is a loss too.
-    stream.once('end', () => evict('the SSH stream ended'));
-    stream.once('close', () => evict('the SSH stream closed'));
-    stream.on('error', (err: Error) => evict(firstLine(err.message)));
-    void iroh?.closed.then((r) => evict(r));
+    stream.once('end', () => this.lose(c, 'the SSH stream ended'));
+    stream.once('close', () => this.lose(c, 'the SSH stream closed'));
+    stream.on('error', (err: Error) => this.lose(c, firstLine(err.message)));
+    void iroh?.closed.then((r) => this.lose(c, r));
     this.touch(c);
     this.emit('connected', c);
     return c;
   }
 
-  /** A connection found dead: out of the pool (logged once), closed, its waiters woken. */
+  /** A connection found dead or let go (idle, disconnect, stop): out of the pool, logged once, closed, its waiters woken. */
   private lose(c: PooledConnection, why: string): void {
     if (c.dead) return;
     c.dead = true;
@@ -275,7 +258,7 @@ export class Pool extends EventEmitter {
     const t = setTimeout(() => {
       if (c.channels === 0 && c.holds === 0 && !c.dead) {
         this.opts.log.info({ event: 'persist_expired', target: c.target.label, persist: this.opts.persist }, 'idle connection closed');
-        this.drop(c, `idle for ${this.opts.persist} s`);
+        this.lose(c, `idle for ${this.opts.persist} s`);
       }
     }, this.opts.persist * 1000);
     t.unref();
@@ -300,13 +283,8 @@ export class Pool extends EventEmitter {
   }
 
   /** Open a subsystem channel (e.g. burrow-info@burrow) on the pooled connection. */
-  openSubsystem(c: PooledConnection, name: string): Promise<{ channel: ClientChannel; closed: Promise<void> } & Reopened> {
-    return this.openTracked(c, `subsystem ${name}`, ({ client }) => new Promise((resolve, reject) => {
-      client.subsys(name, (err, ch) => {
-        if (err) return reject(err);
-        resolve({ channel: ch, closed: new Promise<void>((r) => ch.once('close', () => r())) });
-      });
-    }));
+  openSubsystem(c: PooledConnection, name: string): Promise<OpenedChannel & Reopened> {
+    return this.openTracked(c, `subsystem ${name}`, ({ client }) => openSubsystemChannel(client, name));
   }
 
   /** Open an SFTP channel on the pooled connection. */
@@ -370,36 +348,20 @@ export class Pool extends EventEmitter {
     for (const k of [key, key + BULK_SUFFIX]) {
       const c = this.live.get(k);
       if (!c) continue;
-      this.drop(c, 'disconnect requested');
+      this.lose(c, 'disconnect requested');
       closed = true;
     }
     return closed;
   }
 
-  private drop(c: PooledConnection, why: string): void {
-    this.lose(c, why);
-  }
-
   /** Open a forwarding channel (direct-tcpip or direct-streamlocal), counted like a session. */
-  openForward(c: PooledConnection, to: Place, from: { host: string; port: number }): Promise<{ channel: ClientChannel; closed: Promise<void> } & Reopened> {
-    return this.openTracked(c, `forward to ${placeText(to)}`, ({ client }) => new Promise((resolve, reject) => {
-      const cb = (err: Error | undefined, ch: ClientChannel): void => {
-        if (err) return reject(err);
-        const closed = new Promise<void>((r) => ch.once('close', () => r()));
-        resolve({ channel: ch, closed });
-      };
-      try {
-        if (to.kind === 'unix') client.openssh_forwardOutStreamLocal(to.path, cb);
-        else client.forwardOut(from.host, from.port, to.host, to.port, cb);
-      } catch (err) {
-        reject(err instanceof Error ? err : new Error(String(err)));
-      }
-    }));
+  openForward(c: PooledConnection, to: Place, from: { host: string; port: number }): Promise<OpenedChannel & Reopened> {
+    return this.openTracked(c, `forward to ${placeText(to)}`, ({ client }) => openForwardChannel(client, to, from));
   }
 
   closeAll(reason: string): void {
     this.closing = true;
-    for (const c of [...this.live.values()]) this.drop(c, reason);
+    for (const c of [...this.live.values()]) this.lose(c, reason);
   }
 
   /** A reloaded keepalive applies to connections made from now on. */
@@ -419,14 +381,6 @@ export class Pool extends EventEmitter {
   }
 }
 
-/** A channel with its exit status and close captured from the moment it opened. */
-export interface OpenedSession {
-  channel: ClientChannel;
-  /** Set once the remote sends exit-status or exit-signal. */
-  exit(): { code: number } | { signal: string } | undefined;
-  closed: Promise<void>;
-}
-
 /** The connection a channel was opened on: another than the one asked for after a reconnect. */
 export interface Reopened {
   connection: PooledConnection;
@@ -436,104 +390,3 @@ export interface Reopened {
 const SAFE_EXEC_BYTES = 34_000;
 // OpenSSH reads packets of up to 256 KiB; leave room for the request's own fields.
 const OPENSSH_EXEC_BYTES = 256 * 1024 - 1024;
-
-/** What a server's SSH software version says about long commands: burrow's exec@burrow from 0.2 on. */
-export function longExecSupport(software: string): 'yes' | 'old-burrow' | 'no' {
-  const m = /^burrow_(\d+)\.(\d+)/.exec(software);
-  if (!m) return 'no';
-  return Number(m[1]) > 0 || Number(m[2]) >= 2 ? 'yes' : 'old-burrow';
-}
-
-/**
- * Open a session channel and start the command: as an exec request, or (`stdin`) as burrow's
- * exec subsystem, where the command goes first on the channel as a 4-byte length and its bytes.
- */
-export function openChannel(client: SshClient, req: SessionRequest, how: 'exec' | 'stdin' = 'exec'): Promise<OpenedSession> {
-  return new Promise((resolve, reject) => {
-    // ssh2 may deliver exit-status and close in the same chunk as the open confirmation, before
-    // any promise continuation runs: listeners go on here, synchronously, or those events are lost.
-    const cb = (err: Error | undefined, ch: ClientChannel): void => {
-      if (err) return reject(err);
-      let exit: { code: number } | { signal: string } | undefined;
-      ch.on('exit', (code: number | null, signal?: string) => {
-        exit = signal ? { signal: bareSignal(signal) } : { code: code ?? 255 };
-      });
-      const closed = new Promise<void>((r) => ch.once('close', () => r()));
-      if (how === 'stdin') {
-        const cmd = Buffer.from(req.command ?? '');
-        const len = Buffer.alloc(4);
-        len.writeUInt32BE(cmd.length);
-        ch.write(Buffer.concat([len, cmd]));
-      }
-      resolve({ channel: ch, exit: () => exit, closed });
-    };
-    try {
-      if (req.command === undefined) client.shell(req.pty ?? false, { env: req.env ?? {} }, cb);
-      else if (how === 'stdin') openLongExec(client, req, cb);
-      else client.exec(req.command, { ...(req.pty ? { pty: req.pty } : {}), env: req.env ?? {} }, cb);
-    } catch (err) {
-      reject(err instanceof Error ? err : new Error(String(err)));
-    }
-  });
-}
-
-/**
- * ssh2's exec() sends env and pty-req before its exec request; its subsys() sends neither. So the
- * long command goes through exec() with a one-time marker that our hook on the protocol turns
- * into the subsystem request, for that channel only (other channels may be opening meanwhile).
- */
-function openLongExec(client: SshClient, req: SessionRequest, cb: (err: Error | undefined, ch: ClientChannel) => void): void {
-  const markers = longExecMarkers(client);
-  const marker = `\0burrow-long-exec ${randomUUID()}`;
-  markers.add(marker);
-  try {
-    client.exec(marker, { ...(req.pty ? { pty: req.pty } : {}), env: req.env ?? {} }, (err, ch) => {
-      markers.delete(marker); // used, or the channel never got that far
-      cb(err, ch);
-    });
-  } catch (err) {
-    markers.delete(marker);
-    throw err;
-  }
-}
-
-type ExecProto = { exec(chan: number, cmd: string, wantReply: boolean): void; subsystem(chan: number, name: string, wantReply: boolean): void };
-const hooked = new WeakMap<ExecProto, Set<string>>();
-
-/** The pending markers of a client, hooking its protocol's exec request once. */
-function longExecMarkers(client: SshClient): Set<string> {
-  const proto = (client as unknown as { _protocol?: ExecProto })._protocol;
-  // ssh2 internals (the version is pinned in package.json): a change must fail here, never send the marker as a command.
-  if (typeof proto?.exec !== 'function' || typeof proto.subsystem !== 'function') throw new BurrowError(ErrorCodes.Internal, 'this ssh2 has no exec/subsystem on its protocol: long commands need the pinned ssh2');
-  let markers = hooked.get(proto);
-  if (markers) return markers;
-  const pending = new Set<string>();
-  const orig = proto.exec;
-  proto.exec = function (this: ExecProto, chan: number, cmd: string, wantReply: boolean): void {
-    if (pending.delete(cmd)) return this.subsystem(chan, LONG_EXEC_SUBSYSTEM, wantReply);
-    orig.call(this, chan, cmd, wantReply);
-  };
-  hooked.set(proto, pending);
-  markers = pending;
-  return markers;
-}
-
-export interface OpenedSftp {
-  sftp: SFTPWrapper;
-  closed: Promise<void>;
-}
-
-function openSftpChannel(client: SshClient): Promise<OpenedSftp> {
-  return new Promise((resolve, reject) => {
-    try {
-      client.sftp((err, sftp) => {
-        if (err) return reject(err);
-        // As with sessions: listen for close at once, before any continuation runs.
-        const closed = new Promise<void>((r) => sftp.once('close', () => r()));
-        resolve({ sftp, closed });
-      });
-    } catch (err) {
-      reject(err instanceof Error ? err : new Error(String(err)));
-    }
-  });
-}

@@ -3,9 +3,10 @@
 // connection); plain host:port targets get a TCP connection, like `ssh -W`.
 
 import type { Duplex } from 'node:stream';
-import { BurrowError, ErrorCodes, toBurrowError } from '../../shared/errors.js';
+import { ErrorCodes, toBurrowError } from '../../shared/errors.js';
 import type { FrameOf } from '../../shared/ipc/frames.js';
-import { writeFromClient, type IpcSession } from '../ipc/server.js';
+import type { IpcSession } from '../ipc/server.js';
+import { bridgeSession } from '../ssh/bridge.js';
 import type { IrohTransport } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import type { AgentContext } from './ops.js';
@@ -34,37 +35,8 @@ export async function runProxy(ctx: AgentContext, transport: IrohTransport, req:
   }
   if (session.closed) return close();
   ctx.log.info({ event: 'proxy_start', target: t.label, kind: t.kind }, 'proxy start');
-  bridgeStream(stream, session, close);
-}
-
-/** Bytes both ways between a Duplex and a client session, each side holding the other back. */
-export function bridgeStream(stream: Duplex, session: IpcSession, close: () => void): void {
-  let paused = false;
-  stream.on('data', (data: Buffer) => {
-    if (!session.send({ t: 'stdout', data }) && !paused) {
-      paused = true;
-      stream.pause();
-    }
-  });
-  session.onDrain(() => {
-    if (paused) {
-      paused = false;
-      stream.resume();
-    }
-  });
-  session.onFrame((f) => {
-    switch (f.t) {
-      case 'stdin':
-        writeFromClient(session, stream, f.data);
-        return;
-      case 'eof':
-        stream.end();
-        return;
-      default:
-        session.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${f.t} is not allowed on a proxy session`));
-        stream.destroy();
-    }
-  });
+  // The stream's end is the session's (exit 0), its error the client's Disconnected.
+  bridgeSession(session, stream, { abort: () => stream.destroy() });
   stream.once('end', () => {
     session.end({ t: 'exit', code: 0 });
     close();

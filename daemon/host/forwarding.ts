@@ -4,9 +4,10 @@
 // close when their connection ends.
 
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Connection as SshServerConn, ServerChannel } from 'ssh2';
 import type { Logger } from '../log.js';
+import { splice } from '../ssh/bridge.js';
+import { rejectWithReason } from '../ssh/private.js';
 
 export interface ForwardPolicy {
   /** host:port patterns ("*" for any host or port) a client may connect to; null allows any. */
@@ -19,8 +20,6 @@ export interface ForwardPolicy {
 const ADMINISTRATIVELY_PROHIBITED = 1;
 const CONNECT_FAILED = 2;
 
-export type RejectWithReason = (reject: () => void, reason: number, description: string) => void;
-
 export function permitted(policy: ForwardPolicy, host: string, port: number | string): boolean {
   if (policy.permitOpen === null) return true;
   return policy.permitOpen.some((p) => {
@@ -31,36 +30,14 @@ export function permitted(policy: ForwardPolicy, host: string, port: number | st
   });
 }
 
-/** Bytes both ways with backpressure; each side's end and errors reach the other. */
-export function splice(a: Duplex, b: Duplex, onDone?: (bytesAtoB: number, bytesBtoA: number) => void): void {
-  let ab = 0;
-  let ba = 0;
-  a.on('data', (d: Buffer) => (ab += d.length));
-  b.on('data', (d: Buffer) => (ba += d.length));
-  a.pipe(b);
-  b.pipe(a);
-  let done = false;
-  const end = (): void => {
-    if (done) return;
-    done = true;
-    a.destroy();
-    b.destroy();
-    onDone?.(ab, ba);
-  };
-  a.once('error', end);
-  b.once('error', end);
-  a.once('close', end);
-  b.once('close', end);
-}
-
-export function serveForwarding(client: SshServerConn, remote: string, policy: ForwardPolicy, log: Logger, rejectWithReason: RejectWithReason): void {
+export function serveForwarding(client: SshServerConn, remote: string, policy: ForwardPolicy, log: Logger): void {
   const listeners = new Map<string, Server>();
 
   const dial = (what: string, open: () => Socket, accept: () => ServerChannel, reject: () => void): void => {
     const sock = open();
     const onError = (err: NodeJS.ErrnoException): void => {
       log.info({ event: 'forward_failed', remote, to: what, err: err.code ?? err.message }, 'forward connect failed');
-      rejectWithReason(reject, CONNECT_FAILED, `connect to ${what}: ${err.code ?? err.message}`);
+      rejectWithReason(client, reject, CONNECT_FAILED, `connect to ${what}: ${err.code ?? err.message}`);
     };
     sock.once('error', onError);
     sock.once('connect', () => {
@@ -72,14 +49,14 @@ export function serveForwarding(client: SshServerConn, remote: string, policy: F
   client.on('tcpip', (accept, reject, info) => {
     if (!permitted(policy, info.destIP, info.destPort)) {
       log.warn({ event: 'forward_refused', remote, to: `${info.destIP}:${info.destPort}` }, 'forward refused by permit-open');
-      return rejectWithReason(reject, ADMINISTRATIVELY_PROHIBITED, `the host's permit-open policy does not allow ${info.destIP}:${info.destPort}`);
+      return rejectWithReason(client, reject, ADMINISTRATIVELY_PROHIBITED, `the host's permit-open policy does not allow ${info.destIP}:${info.destPort}`);
     }
     dial(`${info.destIP}:${info.destPort}`, () => connect({ port: info.destPort, host: info.destIP, allowHalfOpen: true }), accept, reject);
   });
 
   client.on('openssh.streamlocal', (accept, reject, info) => {
     if (!permitted(policy, info.socketPath, '*')) {
-      return rejectWithReason(reject, ADMINISTRATIVELY_PROHIBITED, `the host's permit-open policy does not allow ${info.socketPath}`);
+      return rejectWithReason(client, reject, ADMINISTRATIVELY_PROHIBITED, `the host's permit-open policy does not allow ${info.socketPath}`);
     }
     dial(info.socketPath, () => connect({ path: info.socketPath, allowHalfOpen: true }), accept, reject);
   });

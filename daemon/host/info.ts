@@ -5,7 +5,6 @@ import { loadavg } from 'node:os';
 import si from 'systeminformation';
 import type { HostInfo } from '../../shared/status.js';
 
-export const INFO_SUBSYSTEM = 'burrow-info@burrow';
 const TTL_MS = 10_000;
 let cached: { at: number; info: Promise<HostInfo> } | undefined;
 

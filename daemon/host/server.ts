@@ -12,10 +12,13 @@ import type { Identity } from '../identity.js';
 import type { Logger } from '../log.js';
 import { CloseCode, type Authorize, type IrohConnection } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
+import { bridgeStreams } from '../ssh/bridge.js';
+import { pingClient, rejectWithReason } from '../ssh/private.js';
 import type { HostAuth } from './auth.js';
 import { serveForwarding, type ForwardPolicy } from './forwarding.js';
 import { HOST_SOFTWARE, killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
-import { SESSION_SUBSYSTEM, SessionKeepers, type SessionSettings } from '../session/host.js';
+import { SessionKeepers, type SessionSettings } from '../session/host.js';
+import { SESSION_SUBSYSTEM } from '../ssh/subsystems.js';
 
 export type HostBackend =
   | { kind: 'builtin'; maxSessions: number; acceptEnv: readonly string[]; forwarding: ForwardPolicy }
@@ -272,7 +275,7 @@ export class Host {
             end();
           });
         });
-        serveForwarding(client, remote, backend.forwarding, log, (reject, reason, description) => rejectWithReason(client, reject, reason, description));
+        serveForwarding(client, remote, backend.forwarding, log);
       });
       client.once('close', () => {
         this.hangUp(procs);
@@ -321,20 +324,15 @@ export class Host {
   private pipeToSshd(conn: IrohConnection, stream: Duplex, b: Extract<HostBackend, { kind: 'sshd' }>, authed: () => void): void {
     const log = this.opts.log;
     const began = Date.now();
-    let bytesIn = 0;
-    let bytesOut = 0;
-    stream.on('data', (d: Buffer) => (bytesIn += d.length));
-    stream.pause();
+    stream.pause(); // the client's bytes wait in the stream until sshd answers
     dialTcp(b.host, b.port, 10_000).then(
       (sock) => {
         authed();
-        sock.on('data', (d: Buffer) => (bytesOut += d.length));
         log.info({ event: 'session_start', remote: conn.remoteId, kind: 'sshd', sshd: `${b.host}:${b.port}` }, 'session start');
         this.running++;
         this.sessionsServed++;
-        // pipe() gives backpressure both ways and carries each half-close across.
-        stream.pipe(sock);
-        sock.pipe(stream);
+        // The bridge gives backpressure both ways and carries each half-close across.
+        const flow = bridgeStreams(stream, sock);
         const end = (err?: Error): void => {
           sock.destroy();
           stream.destroy();
@@ -345,7 +343,7 @@ export class Host {
         sock.once('close', () => {
           this.sessionEnded();
           if (!stream.writableEnded) stream.end();
-          log.info({ event: 'session_end', remote: conn.remoteId, kind: 'sshd', bytesIn, bytesOut, durationMs: Date.now() - began }, 'session end');
+          log.info({ event: 'session_end', remote: conn.remoteId, kind: 'sshd', bytesIn: flow.aToB, bytesOut: flow.bToA, durationMs: Date.now() - began }, 'session end');
         });
       },
       (err: unknown) => {
@@ -371,7 +369,6 @@ export class Host {
       unanswered = 0;
     };
     stream.on('data', heard);
-    const proto = (client as unknown as { _protocol?: { ping(): void } })._protocol;
     const timer = setInterval(() => {
       if (Date.now() - lastHeard < interval) return;
       if (unanswered >= countMax) {
@@ -384,11 +381,7 @@ export class Host {
       }
       unanswered++;
       lastHeard = Date.now(); // the next check comes one interval after this ping
-      try {
-        proto?.ping();
-      } catch {
-        // the connection is closing
-      }
+      pingClient(client);
     }, Math.max(100, Math.floor(interval / 4)));
     timer.unref();
     void conn.closed.then(() => clearInterval(timer));
@@ -418,20 +411,4 @@ export class Host {
 
 function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/**
- * ssh2's reject() sends an open failure with an empty description; put a reason in it so the
- * client sees why (e.g. "channel limit of 128 reached") instead of a bare code.
- */
-function rejectWithReason(client: SshServerConn, reject: () => void, reason: number, description: string): void {
-  const proto = (client as unknown as { _protocol?: { channelOpenFail: (recipient: number, reason: number, desc: string) => void } })._protocol;
-  if (!proto) return reject();
-  const orig = proto.channelOpenFail;
-  proto.channelOpenFail = (recipient) => orig.call(proto, recipient, reason, description);
-  try {
-    reject();
-  } finally {
-    proto.channelOpenFail = orig;
-  }
 }

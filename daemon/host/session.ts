@@ -9,7 +9,8 @@ import * as nodePty from '@lydell/node-pty';
 import type { ServerChannel, Session, PseudoTtyInfo } from 'ssh2';
 import type { Logger } from '../log.js';
 import { serveSftp } from './sftp.js';
-import { INFO_SUBSYSTEM, hostInfo } from './info.js';
+import { hostInfo } from './info.js';
+import { INFO_SUBSYSTEM, LONG_EXEC_SUBSYSTEM } from '../ssh/subsystems.js';
 import { SSH_SIGNALS as SIGNALS, bareSignal } from '../../shared/signals.js';
 
 /** The serving user's environment, plus what each session adds. */
@@ -41,8 +42,6 @@ export interface RunningProcess {
   readonly done: Promise<void>;
 }
 
-/** The subsystem that reads its command from the channel: for commands over one SSH packet (see daemon/agent/pool.ts). */
-export const LONG_EXEC_SUBSYSTEM = 'exec@burrow';
 /** The host's SSH software version. burrow_0.1 hosts lack exec@burrow; from burrow_0.2 on they serve it. */
 export const HOST_SOFTWARE = 'burrow_0.2';
 /** Longest command taken that way (as the agent's MAX_COMMAND, with room). */

@@ -4,6 +4,7 @@
 
 import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
+import { sftpInternals, type SftpInternals } from '../ssh/private.js';
 
 export const { STATUS_CODE } = ssh2.utils.sftp;
 
@@ -135,29 +136,14 @@ export class Writer {
 // --- ssh2 internals -------------------------------------------------------------------------------
 // ssh2 1.17's SFTP server answers INIT with a fixed VERSION packet and has no method for an
 // EXTENDED_REPLY. Both are written here through the same channel state and outgoing queue ssh2's
-// own replies use (fields of its SFTP object), so they go out in order and within the SSH window.
+// own replies use (fields of its SFTP object, reached through ssh/private.ts), so they go out in
+// order and within the SSH window.
 
 const FXP_VERSION = 2;
 const FXP_EXTENDED_REPLY = 201;
 
-interface Ssh2Sftp {
-  outgoing: { id: number; state: string; window: number; packetSize: number };
-  _protocol: { channelData(id: number, data: Buffer): void };
-  /** Payloads waiting for the peer's window, oldest first. */
-  _buffer: Buffer[];
-  _waitWindow: boolean;
-  /** Called by ssh2 when the peer opens its window after _waitWindow was set. */
-  _chunkcb: (() => void) | undefined;
-}
-
-function internals(sftp: SFTPWrapper): Ssh2Sftp | undefined {
-  const s = sftp as unknown as Partial<Ssh2Sftp>;
-  const fine = typeof s.outgoing?.window === 'number' && typeof s._protocol?.channelData === 'function' && Array.isArray(s._buffer);
-  return fine ? (s as Ssh2Sftp) : undefined;
-}
-
 /** Write as much of `buf` as the peer's window allows; returns what is left. */
-function writeWhatFits(s: Ssh2Sftp, buf: Buffer): Buffer | undefined {
+function writeWhatFits(s: SftpInternals, buf: Buffer): Buffer | undefined {
   let p = 0;
   while (p < buf.length && s.outgoing.window > 0) {
     const n = Math.min(buf.length - p, s.outgoing.window, s.outgoing.packetSize);
@@ -169,7 +155,7 @@ function writeWhatFits(s: Ssh2Sftp, buf: Buffer): Buffer | undefined {
 }
 
 /** Send the queue once the window opens; ssh2's own queued replies are in it too, in order. */
-function drain(s: Ssh2Sftp): void {
+function drain(s: SftpInternals): void {
   s._chunkcb = undefined;
   while (s._buffer.length > 0) {
     if (s.outgoing.state !== 'open') return void (s._buffer = []);
@@ -184,7 +170,7 @@ function drain(s: Ssh2Sftp): void {
   }
 }
 
-function sendPacket(s: Ssh2Sftp, packet: Buffer): void {
+function sendPacket(s: SftpInternals, packet: Buffer): void {
   if (s.outgoing.state !== 'open') return; // like ssh2: nothing more goes out on a closing channel
   // Anything queued is waiting for the window, and ssh2 has armed _chunkcb to send it: queue behind it.
   if (s._buffer.length > 0) return void s._buffer.push(packet);
@@ -197,11 +183,11 @@ function sendPacket(s: Ssh2Sftp, packet: Buffer): void {
 }
 
 /** Whether this ssh2 exposes what advertising and extended replies need; without it, advertise nothing. */
-export const canExtend = (sftp: SFTPWrapper): boolean => internals(sftp) !== undefined;
+export const canExtend = (sftp: SFTPWrapper): boolean => sftpInternals(sftp) !== undefined;
 
 /** Send an SSH_FXP_EXTENDED_REPLY for request `id`. */
 export function sendExtendedReply(sftp: SFTPWrapper, id: number, body: Buffer): void {
-  const s = internals(sftp);
+  const s = sftpInternals(sftp);
   if (!s) throw new Error('ssh2 internals changed: cannot send EXTENDED_REPLY');
   const packet = Buffer.allocUnsafe(9 + body.length);
   packet.writeUInt32BE(5 + body.length, 0);
@@ -216,7 +202,7 @@ export function sendExtendedReply(sftp: SFTPWrapper, id: number, body: Buffer): 
  * OpenSSH's sftp-server does. Call right after accepting the subsystem, before INIT arrives.
  */
 export function advertise(sftp: SFTPWrapper, extensions: readonly (readonly [string, string])[]): void {
-  const s = internals(sftp);
+  const s = sftpInternals(sftp);
   if (!s) return;
   const w = new Writer().u32(3);
   for (const [name, version] of extensions) w.string(name).string(version);

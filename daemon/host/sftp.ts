@@ -7,6 +7,7 @@ import { posix as path } from 'node:path';
 import ssh2 from 'ssh2';
 import type { Attributes, FileEntry, SFTPWrapper } from 'ssh2';
 import type { Logger } from '../log.js';
+import { sftpExitAndEof } from '../ssh/private.js';
 import { EXTENSIONS, extended, loadIdNames, type ExtSession, type IdNames } from './sftp-ext.js';
 import { MAX_READ, SftpStatus, advertise, bareName, canExtend, eof, errorReply, ok, sendExtendedReply, type Reply } from './sftp-proto.js';
 
@@ -418,15 +419,8 @@ export function serveSftp(sftp: SFTPWrapper, ctx: SftpContext): void {
   const shutdown = (): void => {
     if (ended) return;
     ended = true;
-    // sshd ends a subsystem with exit-status 0 and EOF before CLOSE; without the status OpenSSH's
-    // ssh exits non-zero and scp reports a failed copy. ssh2's SFTP wrapper has no exit(), so this
-    // goes through its channel state and protocol, which it keeps as fields.
-    const ch = sftp as unknown as { outgoing?: { id: number; state: string }; _protocol?: { exitStatus(id: number, code: number): void; channelEOF(id: number): void } };
-    if (ch.outgoing?.state === 'open' && ch._protocol) {
-      ch._protocol.exitStatus(ch.outgoing.id, 0);
-      ch._protocol.channelEOF(ch.outgoing.id);
-      ch.outgoing.state = 'eof';
-    }
+    // sshd ends a subsystem with exit-status 0 and EOF before CLOSE.
+    sftpExitAndEof(sftp);
     // ssh2 does not answer the client's EOF/CLOSE on an SFTP channel itself; OpenSSH's ssh waits for it.
     sftp.end();
     const closing = [...open.values()].map((o) => close(o).catch(() => undefined));

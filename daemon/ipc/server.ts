@@ -436,11 +436,3 @@ async function bindSocket(path: string, onConnection: (s: Socket) => void): Prom
   }
   throw new BurrowError(ErrorCodes.IoError, `could not bind ${path}: it stayed in use without answering`);
 }
-
-/** Write a client's stdin bytes into `to`; when it is full, stop reading the client until it drains. */
-export function writeFromClient(session: IpcSession, to: NodeJS.WritableStream, data: Uint8Array): void {
-  if (!to.write(data)) {
-    session.pause();
-    to.once('drain', () => session.resume());
-  }
-}

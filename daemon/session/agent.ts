@@ -9,7 +9,8 @@ import type { AgentContext } from '../agent/ops.js';
 import type { PooledConnection } from '../agent/pool.js';
 import { resolveTarget } from '../agent/resolve.js';
 import type { IpcSession } from '../ipc/server.js';
-import { SESSION_SUBSYSTEM } from './host.js';
+import { sessionSink, streamSink, throttle } from '../ssh/bridge.js';
+import { SESSION_SUBSYSTEM } from '../ssh/subsystems.js';
 import { readFrames } from './wire.js';
 
 async function openChannel(ctx: AgentContext, target: string): Promise<{ opened: Awaited<ReturnType<AgentContext['pool']['openSubsystem']>>; conn: PooledConnection; label: string }> {
@@ -62,7 +63,10 @@ export async function attachSession(ctx: AgentContext, req: FrameOf<'session_ope
   }
   ch.stderr.resume();
   let ended = false;
-  let paused = false;
+  // The bridge's two directions, over frames: a full client socket holds the channel, whose
+  // window then holds the keeper; a full channel window holds the client.
+  const toClient = throttle(sessionSink(session), ch);
+  const toKeeper = throttle(streamSink(ch), session);
   readFrames(
     ch,
     (f) => {
@@ -70,11 +74,7 @@ export async function attachSession(ctx: AgentContext, req: FrameOf<'session_ope
       switch (f.t) {
         case 'attached':
         case 'stdout':
-          // A full client socket holds the channel, whose window then holds the keeper.
-          if (!session.send(f) && !paused) {
-            paused = true;
-            ch.pause();
-          }
+          toClient(f);
           return;
         case 'exit':
         case 'error':
@@ -91,13 +91,8 @@ export async function attachSession(ctx: AgentContext, req: FrameOf<'session_ope
       ch.close();
     },
   );
-  session.onDrain(() => {
-    if (!paused) return;
-    paused = false;
-    ch.resume();
-  });
   session.onFrame((f) => {
-    if (f.t === 'stdin' || f.t === 'resize') ch.write(encodeFrame(f));
+    if (f.t === 'stdin' || f.t === 'resize') toKeeper(encodeFrame(f));
   });
   session.onClose(() => ch.close());
   void opened.closed.then(async () => {

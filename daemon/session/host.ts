@@ -18,8 +18,8 @@ import { envAllowed, type SessionUser } from '../host/session.js';
 import type { SessionInfo } from '../../shared/sessions.js';
 import type { KeeperSpec } from './keeper.js';
 import { KeeperUnreachable, askKeeper, connectKeeper, readFrames } from './wire.js';
+import { pump, streamSink, throttle } from '../ssh/bridge.js';
 
-export const SESSION_SUBSYSTEM = 'burrow-session@burrow';
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 // The keeper as one bundled CommonJS file (`npm run bundle:keeper`, part of the build): no ES module
 // loader and no module graph to resolve, which is most of what a bare node process does not pay
@@ -162,12 +162,14 @@ export class SessionKeepers {
     sock.on('error', () => undefined);
     this.attached.add(ch);
     // The keeper's frames go to the channel as they are; the client's are checked on the way in.
+    // Each way over the bridge: a full channel window holds the keeper, a full keeper socket the channel.
     sock.write(encodeFrame({ ...req, target: '' }));
-    sock.pipe(ch);
+    pump(sock, ch);
+    const toKeeper = throttle(streamSink(sock), ch);
     readFrames(
       ch,
       (f: Frame) => {
-        if (f.t === 'stdin' || f.t === 'resize') sock.write(encodeFrame(f));
+        if (f.t === 'stdin' || f.t === 'resize') toKeeper(encodeFrame(f));
       },
       () => sock.destroy(),
     );

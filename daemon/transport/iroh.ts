@@ -405,10 +405,6 @@ export class IrohTransport {
     return iroh.EndpointTicket.fromAddr(endpointAddrOf(this.addr())).toString();
   }
 
-  get connectionCount(): number {
-    return this.connections.size;
-  }
-
   /** Dial a peer by ticket, endpoint id or PeerAddr, within `timeoutMs` (on the SSH ALPN unless told). */
   async dial(target: string | PeerAddr, timeoutMs: number, alpn: string = ALPN): Promise<IrohConnection> {
     if (this.closing) throw new BurrowError(ErrorCodes.ShuttingDown, 'endpoint is closing');
