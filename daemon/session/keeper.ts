@@ -14,7 +14,7 @@ import { encodeFrame } from '../../shared/ipc/codec.js';
 import { MAX_CHUNK, MAX_FRAME, type Frame, type FrameOf } from '../../shared/ipc/frames.js';
 import type { SessionInfo } from '../../shared/sessions.js';
 import { OutputRing } from './ring.js';
-import { connectKeeper, readFrames } from './wire.js';
+import { KEEPER_PROTOCOL, OLDEST_KEEPER_PROTOCOL, answerHello, connectKeeper, readFrames, type WriterPolicy } from './wire.js';
 import { bareSignal } from '../../shared/signals.js';
 
 /** What the host daemon tells a new keeper (one JSON argument). */
@@ -33,6 +33,8 @@ export interface KeeperSpec {
   ringBytes: number;
   /** Seconds with no client attached after which the session ends; 0: never. */
   lingerSeconds: number;
+  /** Who writes when several clients are attached. */
+  writer: WriterPolicy;
 }
 
 // Lines of history the headless terminal keeps for redraws; the ring holds the raw bytes.
@@ -198,13 +200,30 @@ class Keeper {
   private accept(sock: Socket): void {
     sock.on('error', () => undefined);
     let client: Client | undefined;
+    /** The daemon's keeper protocol: its hello's, or 0 for a daemon from before the hello. */
+    let peer: number | undefined;
     readFrames(
       sock,
       (f) => {
         if (client) return this.clientFrame(client, f);
+        if (f.t === 'hello' && peer === undefined && KEEPER_PROTOCOL > 0) {
+          const answer = answerHello(f);
+          peer = f.v;
+          if (answer.t === 'hello') sock.write(encodeFrame(answer));
+          else sock.end(encodeFrame(answer));
+          return;
+        }
+        if (peer === undefined) {
+          peer = 0;
+          if (OLDEST_KEEPER_PROTOCOL > 0) {
+            sock.end(encodeFrame(answerHello({ t: 'hello', v: 0 })));
+            return;
+          }
+        }
         switch (f.t) {
           case 'sessions':
-            sock.end(encodeFrame({ t: 'result', value: this.info() as unknown as Record<string, unknown> }));
+            // Spread: the interface becomes a plain object type, which a frame's map accepts.
+            sock.end(encodeFrame({ t: 'result', value: { ...this.info() } }));
             return;
           case 'session_kill':
             void this.kill().then((exit) => sock.end(encodeFrame({ t: 'result', value: { killed: true, ...exit } })));
@@ -223,7 +242,12 @@ class Keeper {
       if (!client) return;
       client.live = false;
       this.clients.delete(client);
-      if (this.writer === client) this.writer = undefined;
+      if (this.writer === client) {
+        this.writer = undefined;
+        // last-attach: the client that attached latest of those left takes over.
+        const next = this.spec.writer === 'last-attach' ? [...this.clients].reverse().find((c) => c.live && !c.readOnly) : undefined;
+        if (next) this.becomeWriter(next);
+      }
       this.resumeFor(client);
       this.armLinger();
     });
@@ -289,7 +313,11 @@ class Keeper {
     switch (f.t) {
       case 'stdin':
         if (c.readOnly || this.exit) return; // a viewer's keys never reach the shell
-        if (this.writer !== c) this.becomeWriter(c);
+        if (this.writer !== c) {
+          // last-attach: a client is a viewer once another attached after it, until it attaches again.
+          if (this.spec.writer === 'last-attach') return;
+          this.becomeWriter(c);
+        }
         this.pty.write(Buffer.from(f.data) as unknown as string);
         return;
       case 'resize':
