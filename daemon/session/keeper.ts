@@ -61,6 +61,8 @@ class Keeper {
   /** Loaded at the first attach that needs a screen: a session may never be attached again. */
   private serializer: Promise<Serializer> | undefined;
   private readonly pty: nodePty.IPty;
+  /** The same PTY: node-pty writes a Buffer as it is, though its typings say string only. */
+  private readonly ptyBytes: { write(data: string | Buffer): void };
   private readonly clients = new Set<Client>();
   private writer: Client | undefined;
   private exit: { code?: number; signal?: string } | undefined;
@@ -79,6 +81,7 @@ class Keeper {
     this.ring = new OutputRing(spec.ringBytes);
     this.term = new Terminal({ cols: spec.cols, rows: spec.rows, scrollback: SCREEN_SCROLLBACK, allowProposedApi: true });
     this.pty = nodePty.spawn(spec.shell, spec.args, { name: spec.term, cols: spec.cols, rows: spec.rows, cwd: spec.cwd, env: spec.env, encoding: null });
+    this.ptyBytes = this.pty;
     this.pty.onData((d: string | Buffer) => this.output(typeof d === 'string' ? Buffer.from(d) : d));
     this.pty.onExit(({ exitCode, signal }) => {
       // node-pty may report the exit before the last output has been read: let it drain first.
@@ -202,23 +205,27 @@ class Keeper {
     let client: Client | undefined;
     /** The daemon's keeper protocol: its hello's, or 0 for a daemon from before the hello. */
     let peer: number | undefined;
+    /** Set once this connection is refused: nothing after that is served. */
+    let refused = false;
+    const refuse = (answer: Frame): void => {
+      refused = true;
+      sock.end(encodeFrame(answer));
+    };
     readFrames(
       sock,
       (f) => {
+        if (refused) return;
         if (client) return this.clientFrame(client, f);
         if (f.t === 'hello' && peer === undefined && KEEPER_PROTOCOL > 0) {
           const answer = answerHello(f);
           peer = f.v;
           if (answer.t === 'hello') sock.write(encodeFrame(answer));
-          else sock.end(encodeFrame(answer));
+          else refuse(answer);
           return;
         }
         if (peer === undefined) {
           peer = 0;
-          if (OLDEST_KEEPER_PROTOCOL > 0) {
-            sock.end(encodeFrame(answerHello({ t: 'hello', v: 0 })));
-            return;
-          }
+          if (OLDEST_KEEPER_PROTOCOL > 0) return refuse(answerHello({ t: 'hello', v: 0 }));
         }
         switch (f.t) {
           case 'sessions':
@@ -233,7 +240,7 @@ class Keeper {
             this.attach(client, f).catch(() => sock.destroy());
             return;
           default:
-            sock.end(encodeFrame({ t: 'error', code: ErrorCodes.UnexpectedFrame, message: `${f.t} is not a session keeper request` }));
+            refuse({ t: 'error', code: ErrorCodes.UnexpectedFrame, message: `${f.t} is not a session keeper request` });
         }
       },
       () => sock.destroy(),
@@ -318,7 +325,7 @@ class Keeper {
           if (this.spec.writer === 'last-attach') return;
           this.becomeWriter(c);
         }
-        this.pty.write(Buffer.from(f.data) as unknown as string);
+        this.ptyBytes.write(Buffer.from(f.data));
         return;
       case 'resize':
         c.cols = f.cols;

@@ -160,13 +160,12 @@ export function sessionInfoFrom(v: Record<string, unknown>): SessionInfo {
     return x;
   };
   const exit = v['exit'];
-  const exitInfo =
-    typeof exit === 'object' && exit !== null
-      ? {
-          ...(typeof (exit as Record<string, unknown>)['code'] === 'number' ? { code: (exit as Record<string, number>)['code'] } : {}),
-          ...(typeof (exit as Record<string, unknown>)['signal'] === 'string' ? { signal: (exit as Record<string, string>)['signal'] } : {}),
-        }
-      : null;
+  let exitInfo: SessionInfo['exit'] = null;
+  if (typeof exit === 'object' && exit !== null) {
+    const code: unknown = Reflect.get(exit, 'code');
+    const signal: unknown = Reflect.get(exit, 'signal');
+    exitInfo = { ...(typeof code === 'number' ? { code } : {}), ...(typeof signal === 'string' ? { signal } : {}) };
+  }
   return {
     name: str('name'),
     command: typeof v['command'] === 'string' ? v['command'] : null,
