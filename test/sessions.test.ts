@@ -2,13 +2,15 @@
 // (node-pty), their screens read through a headless terminal like a user's would be.
 
 import { spawn } from 'node:child_process';
-import { readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as nodePty from '@lydell/node-pty';
 import xtermHeadless from '@xterm/headless';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseDaemonArgs } from '../daemon/config.js';
 import type { KeeperSpec } from '../daemon/session/keeper.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, freeUdpPort, hostAndAgent } from './helpers/daemon.js';
@@ -408,6 +410,19 @@ describe('persistent sessions', () => {
 });
 
 describe('--session-writer last-attach', () => {
+  it('comes from the flag or config.json, defaults to last-input, and refuses other values', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-writer-config-'));
+    try {
+      expect(parseDaemonArgs(['--state', dir], {}).sessions.writer).toBe('last-input');
+      expect(parseDaemonArgs(['--state', dir, '--session-writer', 'last-attach'], {}).sessions.writer).toBe('last-attach');
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ sessionWriter: 'last-attach' }));
+      expect(parseDaemonArgs(['--state', dir], {}).sessions.writer).toBe('last-attach');
+      expect(() => parseDaemonArgs(['--state', dir, '--session-writer', 'first'], {})).toThrow(/--session-writer: "first" is not one of last-input, last-attach/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('only the client that attached last types; when it leaves, the one before takes over', async () => {
     const { host, agent } = await hostAndAgent(['--session-writer', 'last-attach']);
     try {
