@@ -15,9 +15,9 @@ import type { SessionInfo } from '../../shared/sessions.js';
  * of the first keepers, which had no hello; 1 is 0 with the hello. Test hook: a build that speaks
  * only version N (N = 0: a keeper or daemon from before the hello).
  */
-const HOOKED = process.env['BURROW_TEST_KEEPER_PROTOCOL'];
-export const KEEPER_PROTOCOL = HOOKED !== undefined ? Number(HOOKED) : 1;
-export const OLDEST_KEEPER_PROTOCOL = HOOKED !== undefined ? Number(HOOKED) : 0;
+const HOOKED = Number.parseInt(process.env['BURROW_TEST_KEEPER_PROTOCOL'] ?? '', 10);
+export const KEEPER_PROTOCOL = HOOKED >= 0 ? HOOKED : 1;
+export const OLDEST_KEEPER_PROTOCOL = HOOKED >= 0 ? HOOKED : 0;
 
 /** Who writes to a session with several clients attached (host setting `--session-writer`). */
 export const WRITER_POLICIES = ['last-input', 'last-attach'] as const;
