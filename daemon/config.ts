@@ -10,6 +10,7 @@ import type { ForwardPolicy } from './host/forwarding.js';
 import type { HostBackend, HostLimits } from './host/server.js';
 import type { RelaySetting } from './transport/iroh.js';
 import { DEFAULT_PKARR_RELAY } from './pair/pkarr.js';
+import { WRITER_POLICIES, type WriterPolicy } from './session/wire.js';
 
 export interface DaemonOptions {
   state: string;
@@ -33,8 +34,8 @@ export interface DaemonOptions {
   pkarrRelay: string | null;
   /** Answer and ask mDNS for pairing codes on the local network. */
   mdns: boolean;
-  /** Persistent sessions: how many at once, seconds an unattached one lives (0: for ever), ring bytes. */
-  sessions: { cap: number; lingerSeconds: number; ringBytes: number };
+  /** Persistent sessions: how many at once, seconds an unattached one lives (0: for ever), ring bytes, who writes. */
+  sessions: { cap: number; lingerSeconds: number; ringBytes: number; writer: WriterPolicy };
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
@@ -46,6 +47,7 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--login-grace-time SECONDS] [--max-startups N|START:RATE:FULL] [--per-peer-startups N]
                [--pkarr-relay URL|disabled] [--mdns on|off]
                [--session-cap N] [--session-linger SECONDS] [--session-ring BYTES]
+               [--session-writer last-input|last-attach]
 --bind may be given more than once (or comma-separated), one IPv4 and one IPv6 address
 (e.g. --bind 0.0.0.0:7000 --bind [::]:7000): only what is named is bound and advertised.
 Every setting but --state, --socket and --foreground may also be a key of STATE/config.json (camelCase:
@@ -135,6 +137,7 @@ const SETTINGS = {
   sessionCap: { flag: 'session-cap', type: 'number', default: '32' },
   sessionLinger: { flag: 'session-linger', type: 'number', default: '0' },
   sessionRing: { flag: 'session-ring', type: 'number', default: String(2 * 1024 * 1024) },
+  sessionWriter: { flag: 'session-writer', type: 'string', default: 'last-input' },
 } as const;
 type SettingName = keyof typeof SETTINGS;
 type Raw = { [K in SettingName]: (typeof SETTINGS)[K]['type'] extends 'boolean' ? boolean : string | undefined };
@@ -252,6 +255,7 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
       cap: wholeNumber('session-cap', raw.sessionCap, 1),
       lingerSeconds: wholeNumber('session-linger', raw.sessionLinger, 0),
       ringBytes: wholeNumber('session-ring', raw.sessionRing, 4096),
+      writer: parseWriter(raw.sessionWriter ?? 'last-input'),
     },
     logLevel: level,
     foreground,
@@ -269,6 +273,12 @@ export function parsePkarrRelay(s: string): string | null {
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') throw bad(`--pkarr-relay: ${s} must be an http(s) URL`);
   return s;
+}
+
+function parseWriter(s: string): WriterPolicy {
+  const policy = WRITER_POLICIES.find((p) => p === s);
+  if (!policy) throw bad(`--session-writer: ${JSON.stringify(s)} is not one of ${WRITER_POLICIES.join(', ')}`);
+  return policy;
 }
 
 function parseOnOff(flag: string, s: string): boolean {

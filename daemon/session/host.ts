@@ -5,6 +5,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, unlinkSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +18,7 @@ import type { Logger } from '../log.js';
 import { envAllowed, type SessionUser } from '../host/session.js';
 import type { SessionInfo } from '../../shared/sessions.js';
 import type { KeeperSpec } from './keeper.js';
-import { KeeperUnreachable, askKeeper, connectKeeper, readFrames } from './wire.js';
+import { KeeperUnreachable, askKeeper, openKeeper, readFrames, sessionInfoFrom, type WriterPolicy } from './wire.js';
 import { pump, streamSink, throttle } from '../ssh/bridge.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -27,8 +28,13 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const KEEPER_BUNDLE = fileURLToPath(new URL('./keeper.cjs', import.meta.url));
 const KEEPER = existsSync(KEEPER_BUNDLE) ? KEEPER_BUNDLE : fileURLToPath(new URL('./keeper.js', import.meta.url));
 const KEEPER_START_MS = 10_000;
-// A keeper is small and mostly idle: a small young generation keeps its memory down.
-const KEEPER_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=64'];
+// A keeper is small and mostly idle (docs/ARCHITECTURE.md, "Keeper memory"): a small young
+// generation; a tier-up budget high enough that building xterm's parser tables at start-up does
+// not wake the optimizing compiler (3-4 MiB of RSS), while heavy output still gets it; one V8
+// worker thread and no parallel GC threads.
+const NODE_BAD_OPTION_EXIT = 9;
+const BAD_OPTION = 'bad-option';
+let KEEPER_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--max-old-space-size=64', '--interrupt-budget=1048576', '--v8-pool-size=1', '--single-threaded-gc'];
 
 export interface SessionSettings {
   /** Where the keepers' sockets live (0700). */
@@ -39,6 +45,8 @@ export interface SessionSettings {
   lingerSeconds: number;
   /** Bytes of output each session keeps for reattaching clients. */
   ringBytes: number;
+  /** Who writes when several clients are attached; a session keeps the policy it was created with. */
+  writer: WriterPolicy;
 }
 
 export function checkSessionName(name: string): void {
@@ -113,9 +121,10 @@ export class SessionKeepers {
     const found = await Promise.all(
       names.map(async (name) => {
         try {
-          return (await askKeeper(this.socketOf(name), { t: 'sessions', target: '' }, 3000)) as unknown as SessionInfo;
+          return sessionInfoFrom(await askKeeper(this.socketOf(name), { t: 'sessions', target: '' }, 3000));
         } catch (err) {
           this.forgetStale(name, err);
+          this.logMismatch(name, err);
           return undefined;
         }
       }),
@@ -133,6 +142,13 @@ export class SessionKeepers {
     }
   }
 
+  /** A keeper of another build that we cannot speak with: said once per request, its shell untouched. */
+  private logMismatch(name: string, err: unknown): void {
+    if (err instanceof BurrowError && err.code === ErrorCodes.VersionMismatch) {
+      this.log.warn({ event: 'session_version', name, why: err.message }, 'session keeper speaks another keeper protocol; left running');
+    }
+  }
+
   private async kill(name: string, remote: string): Promise<Record<string, unknown>> {
     checkSessionName(name);
     try {
@@ -144,6 +160,7 @@ export class SessionKeepers {
         this.forgetStale(name, err);
         throw new BurrowError(ErrorCodes.NotFound, `no session named ${name}`);
       }
+      this.logMismatch(name, err);
       throw err;
     }
   }
@@ -153,18 +170,30 @@ export class SessionKeepers {
     if (this.stopping) throw new BurrowError(ErrorCodes.ShuttingDown, 'the host is restarting; the session lives on');
     checkSessionName(req.name);
     const path = this.socketOf(req.name);
-    let sock = await connectKeeper(path).catch((err: unknown) => (this.forgetStale(req.name, err), undefined));
+    const reach = (): Promise<Socket> =>
+      openKeeper(path).then(
+        (k) => k.sock,
+        (err: unknown) => {
+          this.logMismatch(req.name, err);
+          throw err;
+        },
+      );
+    let sock = await reach().catch((err: unknown) => {
+      if (!(err instanceof KeeperUnreachable)) throw err;
+      this.forgetStale(req.name, err);
+      return undefined;
+    });
     if (!sock) {
       if (!req.create) throw new BurrowError(ErrorCodes.NotFound, `no session named ${req.name}`);
       await this.start(req, remote);
-      sock = await connectKeeper(path);
+      sock = await reach();
     }
     sock.on('error', () => undefined);
     this.attached.add(ch);
     // The keeper's frames go to the channel as they are; the client's are checked on the way in.
     // Each way over the bridge: a full channel window holds the keeper, a full keeper socket the channel.
     sock.write(encodeFrame({ ...req, target: '' }));
-    pump(sock, ch);
+    pump(sock, ch); // resumes it (paused after the hello)
     const toKeeper = throttle(streamSink(sock), ch);
     readFrames(
       ch,
@@ -221,10 +250,30 @@ export class SessionKeepers {
       rows: req.rows || 24,
       ringBytes: this.settings.ringBytes,
       lingerSeconds: req.linger ?? this.settings.lingerSeconds,
+      writer: this.settings.writer,
     };
+    let { line, pid } = await this.spawnKeeper(KEEPER_FLAGS, spec);
+    if (line === BAD_OPTION) {
+      // A node whose V8 no longer knows a tuning flag refuses to start (exit 9): run the keeper
+      // untuned rather than not at all.
+      this.log.warn({ event: 'keeper_flags_refused', flags: KEEPER_FLAGS }, 'node refused the keeper memory flags; starting keepers without them');
+      KEEPER_FLAGS = [];
+      ({ line, pid } = await this.spawnKeeper(KEEPER_FLAGS, spec));
+    }
+    if (line === 'ready') {
+      this.log.info({ event: 'session_created', name: req.name, remote, keeperPid: pid, command: req.command?.slice(0, 200) }, 'persistent session created');
+      return true;
+    }
+    const m = /^error (\S+) (.*)$/.exec(line);
+    if (m?.[1] === ErrorCodes.AlreadyRunning) return false;
+    throw new BurrowError(m && isErrorCode(m[1]) ? m[1] : ErrorCodes.Internal, m?.[2] ?? `session keeper said ${line.slice(0, 200)}`);
+  }
+
+  /** Starts a keeper and returns its first line (`ready` or `error CODE message`, or BAD_OPTION) and pid. */
+  private async spawnKeeper(flags: readonly string[], spec: KeeperSpec): Promise<{ line: string; pid: number | undefined }> {
     // Detached, in a session of its own, holding none of our pipes once ready: our stop or
     // restart does not reach it.
-    const child = spawn(process.execPath, [...KEEPER_FLAGS, KEEPER, JSON.stringify(spec)], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, [...flags, KEEPER, JSON.stringify(spec)], { detached: true, stdio: ['ignore', 'pipe', 'ignore'] });
     child.unref();
     const line = await new Promise<string>((resolve) => {
       const timer = setTimeout(() => resolve('error Internal session keeper did not start in time'), KEEPER_START_MS);
@@ -235,17 +284,11 @@ export class SessionKeepers {
       });
       child.once('exit', (code) => {
         clearTimeout(timer);
-        resolve(`error Internal session keeper exited with ${code}`);
+        resolve(code === NODE_BAD_OPTION_EXIT && flags.length > 0 ? BAD_OPTION : `error Internal session keeper exited with ${code}`);
       });
     });
     child.removeAllListeners('exit');
-    if (line === 'ready') {
-      this.log.info({ event: 'session_created', name: req.name, remote, keeperPid: child.pid, command: req.command?.slice(0, 200) }, 'persistent session created');
-      return true;
-    }
-    const m = /^error (\S+) (.*)$/.exec(line);
-    if (m?.[1] === ErrorCodes.AlreadyRunning) return false;
-    throw new BurrowError(m && isErrorCode(m[1]) ? m[1] : ErrorCodes.Internal, m?.[2] ?? `session keeper said ${line.slice(0, 200)}`);
+    return { line, pid: child.pid };
   }
 
   /** Daemon stopping: end the attached channels (their clients reconnect later); sessions live on. */

@@ -14,7 +14,7 @@ import { encodeFrame } from '../../shared/ipc/codec.js';
 import { MAX_CHUNK, MAX_FRAME, type Frame, type FrameOf } from '../../shared/ipc/frames.js';
 import type { SessionInfo } from '../../shared/sessions.js';
 import { OutputRing } from './ring.js';
-import { connectKeeper, readFrames } from './wire.js';
+import { KEEPER_PROTOCOL, OLDEST_KEEPER_PROTOCOL, answerHello, connectKeeper, readFrames, type WriterPolicy } from './wire.js';
 import { bareSignal } from '../../shared/signals.js';
 
 /** What the host daemon tells a new keeper (one JSON argument). */
@@ -33,6 +33,8 @@ export interface KeeperSpec {
   ringBytes: number;
   /** Seconds with no client attached after which the session ends; 0: never. */
   lingerSeconds: number;
+  /** Who writes when several clients are attached. */
+  writer: WriterPolicy;
 }
 
 // Lines of history the headless terminal keeps for redraws; the ring holds the raw bytes.
@@ -59,6 +61,8 @@ class Keeper {
   /** Loaded at the first attach that needs a screen: a session may never be attached again. */
   private serializer: Promise<Serializer> | undefined;
   private readonly pty: nodePty.IPty;
+  /** The same PTY: node-pty writes a Buffer as it is, though its typings say string only. */
+  private readonly ptyBytes: { write(data: string | Buffer): void };
   private readonly clients = new Set<Client>();
   private writer: Client | undefined;
   private exit: { code?: number; signal?: string } | undefined;
@@ -77,6 +81,7 @@ class Keeper {
     this.ring = new OutputRing(spec.ringBytes);
     this.term = new Terminal({ cols: spec.cols, rows: spec.rows, scrollback: SCREEN_SCROLLBACK, allowProposedApi: true });
     this.pty = nodePty.spawn(spec.shell, spec.args, { name: spec.term, cols: spec.cols, rows: spec.rows, cwd: spec.cwd, env: spec.env, encoding: null });
+    this.ptyBytes = this.pty;
     this.pty.onData((d: string | Buffer) => this.output(typeof d === 'string' ? Buffer.from(d) : d));
     this.pty.onExit(({ exitCode, signal }) => {
       // node-pty may report the exit before the last output has been read: let it drain first.
@@ -198,13 +203,34 @@ class Keeper {
   private accept(sock: Socket): void {
     sock.on('error', () => undefined);
     let client: Client | undefined;
+    /** The daemon's keeper protocol: its hello's, or 0 for a daemon from before the hello. */
+    let peer: number | undefined;
+    /** Set once this connection is refused: nothing after that is served. */
+    let refused = false;
+    const refuse = (answer: Frame): void => {
+      refused = true;
+      sock.end(encodeFrame(answer));
+    };
     readFrames(
       sock,
       (f) => {
+        if (refused) return;
         if (client) return this.clientFrame(client, f);
+        if (f.t === 'hello' && peer === undefined && KEEPER_PROTOCOL > 0) {
+          const answer = answerHello(f);
+          peer = f.v;
+          if (answer.t === 'hello') sock.write(encodeFrame(answer));
+          else refuse(answer);
+          return;
+        }
+        if (peer === undefined) {
+          peer = 0;
+          if (OLDEST_KEEPER_PROTOCOL > 0) return refuse(answerHello({ t: 'hello', v: 0 }));
+        }
         switch (f.t) {
           case 'sessions':
-            sock.end(encodeFrame({ t: 'result', value: this.info() as unknown as Record<string, unknown> }));
+            // Spread: the interface becomes a plain object type, which a frame's map accepts.
+            sock.end(encodeFrame({ t: 'result', value: { ...this.info() } }));
             return;
           case 'session_kill':
             void this.kill().then((exit) => sock.end(encodeFrame({ t: 'result', value: { killed: true, ...exit } })));
@@ -214,7 +240,7 @@ class Keeper {
             this.attach(client, f).catch(() => sock.destroy());
             return;
           default:
-            sock.end(encodeFrame({ t: 'error', code: ErrorCodes.UnexpectedFrame, message: `${f.t} is not a session keeper request` }));
+            refuse({ t: 'error', code: ErrorCodes.UnexpectedFrame, message: `${f.t} is not a session keeper request` });
         }
       },
       () => sock.destroy(),
@@ -223,7 +249,12 @@ class Keeper {
       if (!client) return;
       client.live = false;
       this.clients.delete(client);
-      if (this.writer === client) this.writer = undefined;
+      if (this.writer === client) {
+        this.writer = undefined;
+        // last-attach: the client that attached latest of those left takes over.
+        const next = this.spec.writer === 'last-attach' ? [...this.clients].reverse().find((c) => c.live && !c.readOnly) : undefined;
+        if (next) this.becomeWriter(next);
+      }
       this.resumeFor(client);
       this.armLinger();
     });
@@ -289,8 +320,12 @@ class Keeper {
     switch (f.t) {
       case 'stdin':
         if (c.readOnly || this.exit) return; // a viewer's keys never reach the shell
-        if (this.writer !== c) this.becomeWriter(c);
-        this.pty.write(Buffer.from(f.data) as unknown as string);
+        if (this.writer !== c) {
+          // last-attach: a client is a viewer once another attached after it, until it attaches again.
+          if (this.spec.writer === 'last-attach') return;
+          this.becomeWriter(c);
+        }
+        this.ptyBytes.write(Buffer.from(f.data));
         return;
       case 'resize':
         c.cols = f.cols;
