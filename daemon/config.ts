@@ -1,9 +1,9 @@
 // burrowd's command line (DESIGN §7). Bad flags are errors that name the flag.
 
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
+import { readTextOptional } from '../shared/fsutil.js';
 import { socketPath, stateDir } from '../shared/paths.js';
 import { isLogLevel, type LogLevel } from './log.js';
 import type { ForwardPolicy } from './host/forwarding.js';
@@ -144,13 +144,13 @@ export const CONFIG_FILE = 'config.json';
 /** Read STATE/config.json into flag-text form; unknown keys and wrong types are errors naming the key. */
 export function readConfigFile(state: string): Partial<Raw> {
   const path = join(state, CONFIG_FILE);
-  let text: string;
+  let text: string | undefined;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTextOptional(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw bad(`${path}: ${(err as Error).message}`);
+    throw bad((err as Error).message); // a config the daemon cannot read is a usage error (exit 2), as a bad key is
   }
+  if (text === undefined) return {};
   let json: unknown;
   try {
     json = JSON.parse(text);
