@@ -55,7 +55,7 @@ export function usage(text: string): never {
 export function spawnDaemon(ctx: CliContext): number | undefined {
   ensurePrivateDir(ctx.state);
   const logFd = openSync(join(ctx.state, 'burrowd.log'), 'a', 0o600);
-  const child = spawn(process.execPath, [BURROWD, '--foreground', '--socket', ctx.socket, '--state', ctx.state], {
+  const child = spawn(process.execPath, [BURROWD, '--socket', ctx.socket, '--state', ctx.state], {
     detached: true,
     stdio: ['ignore', 'ignore', logFd],
   });

@@ -21,7 +21,6 @@ export interface DaemonOptions {
   /** Seconds an idle pooled connection is kept; 0 keeps it forever. */
   persist: number;
   logLevel: LogLevel;
-  foreground: boolean;
   hostBackend: HostBackend;
   /** Seconds a stopping daemon waits for running sessions before ending them. */
   graceSeconds: number;
@@ -38,7 +37,7 @@ export interface DaemonOptions {
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
-               [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]
+               [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL]
                [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
                [--max-sessions N] [--accept-env NAME[,NAME]] [--permit-open HOST:PORT[,...]|none]
                [--gateway-ports] [--grace SECONDS]
@@ -48,8 +47,9 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--session-cap N] [--session-linger SECONDS] [--session-ring BYTES]
 --bind may be given more than once (or comma-separated), one IPv4 and one IPv6 address
 (e.g. --bind 0.0.0.0:7000 --bind [::]:7000): only what is named is bound and advertised.
-Every setting but --state, --socket and --foreground may also be a key of STATE/config.json (camelCase:
-logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
+Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
+logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.
+burrowd never forks: it runs in the foreground (systemd and burrow's autostart detach it).`;
 
 function bad(message: string): BurrowError {
   return new BurrowError(ErrorCodes.BadArgument, message);
@@ -183,7 +183,9 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
       options: {
         state: { type: 'string' },
         socket: { type: 'string' },
-        foreground: { type: 'boolean', default: false },
+        // Accepted and ignored: burrowd always runs in the foreground, and units written by earlier
+        // versions (`burrow system install`) still pass it.
+        foreground: { type: 'boolean' },
         help: { type: 'boolean', short: 'h', default: false },
         ...(Object.fromEntries(Object.values(SETTINGS).map((d) => [d.flag, { type: d.type === 'boolean' ? 'boolean' : 'string' }])) as Record<string, { type: 'string' | 'boolean' }>),
         // Several --bind flags: one per address family.
@@ -204,7 +206,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     const fromFlag = Array.isArray(given) ? given.join(',') : given;
     (raw as Record<string, unknown>)[name] = fromFlag ?? file[name] ?? envDefaults[name] ?? d.default;
   }
-  return settingsFrom(raw, state, typeof values.socket === 'string' ? values.socket : socketPath(env), values.foreground === true);
+  return settingsFrom(raw, state, typeof values.socket === 'string' ? values.socket : socketPath(env));
 }
 
 function wholeNumber(flag: string, text: string | undefined, min: number): number {
@@ -223,7 +225,7 @@ function timerSeconds(flag: string, text: string | undefined): number {
   return n;
 }
 
-function settingsFrom(raw: Raw, state: string, socket: string, foreground: boolean): DaemonOptions {
+function settingsFrom(raw: Raw, state: string, socket: string): DaemonOptions {
   const level = raw.logLevel ?? 'info';
   if (!isLogLevel(level)) throw bad(`--log-level: ${JSON.stringify(level)} is not one of trace, debug, info, warn, error, fatal, silent`);
   return {
@@ -254,7 +256,6 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
       ringBytes: wholeNumber('session-ring', raw.sessionRing, 4096),
     },
     logLevel: level,
-    foreground,
   };
 }
 

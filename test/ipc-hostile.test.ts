@@ -246,7 +246,7 @@ describe('single-instance lock', () => {
     await a.stop('SIGKILL', { keepDir: true });
     dirs.push(a.dir);
     const procs = [0, 1, 2].map((i) =>
-      spawnProcess(process.execPath, [BURROWD, '--foreground', '--state', join(a.dir, `state${i}`), '--socket', a.socket, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
+      spawnProcess(process.execPath, [BURROWD, '--state', join(a.dir, `state${i}`), '--socket', a.socket, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
         stdio: ['ignore', 'ignore', 'pipe'],
       }),
     );

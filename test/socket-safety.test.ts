@@ -46,7 +46,7 @@ async function expectRefused(env: Record<string, string>, line: string, as: { ui
   expect(native).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${line}\n` });
   const status = await run(BURROW, ['status'], { env, ...as });
   expect(status).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${line}\n` });
-  const daemon = await run(process.execPath, [BURROWD, '--foreground', '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, ...as });
+  const daemon = await run(process.execPath, [BURROWD, '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, ...as });
   expect(daemon.code).toBe(1);
   expect(daemon.stderr).toContain(`burrowd: UnsafeSocket: ${line}\n`);
 }
@@ -91,7 +91,7 @@ describe('the socket directory of this user', () => {
     for (const [cmd, args] of [[process.execPath, [BURROW_JS, 'status']], [BURROW, ['exec', 'box', '--', 'true']]] as const) {
       expect(await run(cmd, [...args], { env })).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${line}\n` });
     }
-    const own = spawn(process.execPath, [BURROWD, '--foreground', '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, stdio: 'ignore' });
+    const own = spawn(process.execPath, [BURROWD, '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, stdio: 'ignore' });
     try {
       const deadline = Date.now() + 15_000;
       while (!existsSync(join(runtime, 'burrow', 'agent.sock')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

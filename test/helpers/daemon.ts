@@ -61,7 +61,7 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
   const socket = join(dir, 'agent.sock');
   if (opts.endpoints) writeFileSync(join(state, 'authorized_endpoints'), opts.endpoints.join('\n') + '\n', { mode: 0o600 });
   if (opts.keys) writeFileSync(join(state, 'authorized_keys'), opts.keys.join('\n') + '\n', { mode: 0o600 });
-  const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--foreground', '--log-level', 'debug', ...(opts.args ?? [])];
+  const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--log-level', 'debug', ...(opts.args ?? [])];
   const proc = spawn(process.execPath, [BURROWD, ...args], { env: { ...process.env, HOME: home, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
