@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { renderUnit } from '../cli/commands/system.js';
 import { BURROW, BURROWD, runCli, startDaemon, stopAllDaemons } from './helpers/daemon.js';
@@ -47,11 +47,12 @@ function datagramSink(path: string): { proc: ChildProcess; messages: string[]; r
 }
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await vi.waitFor(
+    () => {
+      if (!cond()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout: ms, interval: 25 },
+  );
 }
 
 describe('systemd units', () => {
