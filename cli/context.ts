@@ -5,11 +5,11 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BurrowError, ErrorCodes, exitCodeFor, printable, toBurrowError } from '../shared/errors.js';
 import { ensurePrivateDir } from '../shared/fsutil.js';
 import { IpcConnection } from '../shared/ipc/client.js';
 import type { FrameOf, RequestFrame, RequestType, ResultOf } from '../shared/ipc/frames.js';
+import { packagePath } from '../shared/package.js';
 import { socketPath, stateDir } from '../shared/paths.js';
 
 export interface CliContext {
@@ -22,12 +22,10 @@ export function defaultContext(env: NodeJS.ProcessEnv = process.env): CliContext
   return { socket: socketPath(env), state: stateDir(env), autostart: env['BURROW_NO_AUTOSTART'] !== '1' };
 }
 
-/** The package root, from the bundle (dist/cli/burrow.mjs), compiled files (dist/cli/...) or the TS source (cli/). */
-export const PACKAGE_ROOT = new URL(import.meta.url.includes('/dist/cli/') ? (import.meta.url.includes('/dist/cli/commands/') ? '../../../' : '../../') : import.meta.url.includes('/cli/commands/') ? '../../' : '../', import.meta.url);
-export const BURROWD = fileURLToPath(new URL('bin/burrowd.js', PACKAGE_ROOT));
-export const BURROW_BIN = fileURLToPath(new URL('bin/burrow.js', PACKAGE_ROOT));
+export const BURROWD = packagePath('bin/burrowd.js');
+export const BURROW_BIN = packagePath('bin/burrow.js');
 /** The native client (cli/native/burrow.c), when the build had a C compiler. */
-export const NATIVE_BIN = fileURLToPath(new URL('dist/native/burrow', PACKAGE_ROOT));
+export const NATIVE_BIN = packagePath('dist/native/burrow');
 
 /** Print one typed line on stderr and exit with the code's status. */
 export function fail(err: unknown): never {
@@ -57,7 +55,7 @@ export function usage(text: string): never {
 export function spawnDaemon(ctx: CliContext): number | undefined {
   ensurePrivateDir(ctx.state);
   const logFd = openSync(join(ctx.state, 'burrowd.log'), 'a', 0o600);
-  const child = spawn(process.execPath, [BURROWD, '--foreground', '--socket', ctx.socket, '--state', ctx.state], {
+  const child = spawn(process.execPath, [BURROWD, '--socket', ctx.socket, '--state', ctx.state], {
     detached: true,
     stdio: ['ignore', 'ignore', logFd],
   });

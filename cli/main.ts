@@ -3,6 +3,7 @@
 
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { defaultContext, fail, type CliContext } from './context.js';
+import { scanFlags } from './flags.js';
 import { keepInheritedIgnores } from './signals.js';
 
 const HELP = `usage: burrow [--socket PATH] [--state DIR] [--no-autostart] COMMAND ...
@@ -104,33 +105,44 @@ function wantsHelp(name: string, args: string[]): boolean {
   return (end < 0 ? args : args.slice(0, end)).some(isHelp);
 }
 
+const GLOBAL_FLAGS = {
+  socket: { type: 'string' },
+  state: { type: 'string' },
+  'no-autostart': { type: 'boolean' },
+  h: { type: 'boolean', short: 'h' },
+  help: { type: 'boolean' },
+  V: { type: 'boolean', short: 'V' },
+  version: { type: 'boolean' },
+} as const;
+
+function help(): number {
+  process.stdout.write(HELP + '\n');
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   keepInheritedIgnores();
   const ctx = defaultContext();
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (a === '--socket' || a === '--state') {
-      const v = argv[++i];
-      if (v === undefined) throw new BurrowError(ErrorCodes.BadArgument, `${a} needs a value`);
-      if (a === '--socket') ctx.socket = v;
-      else ctx.state = v;
-    } else if (a === '--no-autostart') ctx.autostart = false;
-    else if (a === '-h' || a === '--help' || a === 'help') {
-      process.stdout.write(HELP + '\n');
-      return 0;
-    } else if (a === '-V' || a === '--version') {
-      return (await COMMANDS['version']!())(ctx, []);
-    } else break;
+  const bad = (m: string): never => {
+    throw new BurrowError(ErrorCodes.BadArgument, m.startsWith('unknown') ? `${m} (burrow --help lists them)` : m);
+  };
+  // Global flags end at the command's name; help and version end them too, whatever follows.
+  const given = scanFlags(argv, GLOBAL_FLAGS, bad, { stopAt: 1, stopOn: ['h', 'help', 'V', 'version'] });
+  for (const f of given.flags) {
+    if (f.name === 'socket') ctx.socket = f.value as string;
+    else if (f.name === 'state') ctx.state = f.value as string;
+    else if (f.name === 'no-autostart') ctx.autostart = false;
+    else if (f.name === 'V' || f.name === 'version') return (await COMMANDS['version']!())(ctx, []);
+    else return help();
   }
-  const name = argv[i];
+  const [name, ...args] = given.rest;
+  if (name === 'help') return help();
   if (name === undefined) {
     process.stderr.write(HELP + '\n');
     return 2;
   }
   const load = COMMANDS[name];
   if (!load) throw new BurrowError(ErrorCodes.BadArgument, `unknown command ${JSON.stringify(name)} (burrow --help lists them)`);
-  const args = argv.slice(i + 1);
   if (wantsHelp(name, args)) {
     process.stdout.write(commandUsage(name) + '\n');
     return 0;

@@ -1,9 +1,9 @@
 // burrowd's command line (DESIGN §7). Bad flags are errors that name the flag.
 
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
+import { readTextOptional } from '../shared/fsutil.js';
 import { socketPath, stateDir } from '../shared/paths.js';
 import { isLogLevel, type LogLevel } from './log.js';
 import type { ForwardPolicy } from './host/forwarding.js';
@@ -22,7 +22,6 @@ export interface DaemonOptions {
   /** Seconds an idle pooled connection is kept; 0 keeps it forever. */
   persist: number;
   logLevel: LogLevel;
-  foreground: boolean;
   hostBackend: HostBackend;
   /** Seconds a stopping daemon waits for running sessions before ending them. */
   graceSeconds: number;
@@ -39,7 +38,7 @@ export interface DaemonOptions {
 }
 
 export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--relay default|disabled|URL[,URL]]
-               [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL] [--foreground]
+               [--bind IP:PORT] [--persist SECONDS] [--log-level LEVEL]
                [--host-backend builtin|sshd] [--sshd-address HOST:PORT] [--open]
                [--max-sessions N] [--accept-env NAME[,NAME]] [--permit-open HOST:PORT[,...]|none]
                [--gateway-ports] [--grace SECONDS]
@@ -50,8 +49,9 @@ export const USAGE = `usage: burrowd [--state DIR] [--socket PATH] [--host] [--r
                [--session-writer last-input|last-attach]
 --bind may be given more than once (or comma-separated), one IPv4 and one IPv6 address
 (e.g. --bind 0.0.0.0:7000 --bind [::]:7000): only what is named is bound and advertised.
-Every setting but --state, --socket and --foreground may also be a key of STATE/config.json (camelCase:
-logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.`;
+Every setting but --state and --socket may also be a key of STATE/config.json (camelCase:
+logLevel, maxSessions, acceptEnv [...], permitOpen [...], ...); flags win.
+burrowd never forks: it runs in the foreground (systemd and burrow's autostart detach it).`;
 
 function bad(message: string): BurrowError {
   return new BurrowError(ErrorCodes.BadArgument, message);
@@ -147,13 +147,13 @@ export const CONFIG_FILE = 'config.json';
 /** Read STATE/config.json into flag-text form; unknown keys and wrong types are errors naming the key. */
 export function readConfigFile(state: string): Partial<Raw> {
   const path = join(state, CONFIG_FILE);
-  let text: string;
+  let text: string | undefined;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readTextOptional(path);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw bad(`${path}: ${(err as Error).message}`);
+    throw bad((err as Error).message); // a config the daemon cannot read is a usage error (exit 2), as a bad key is
   }
+  if (text === undefined) return {};
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -186,7 +186,9 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
       options: {
         state: { type: 'string' },
         socket: { type: 'string' },
-        foreground: { type: 'boolean', default: false },
+        // Accepted and ignored: burrowd always runs in the foreground, and units written by earlier
+        // versions (`burrow system install`) still pass it.
+        foreground: { type: 'boolean' },
         help: { type: 'boolean', short: 'h', default: false },
         ...(Object.fromEntries(Object.values(SETTINGS).map((d) => [d.flag, { type: d.type === 'boolean' ? 'boolean' : 'string' }])) as Record<string, { type: 'string' | 'boolean' }>),
         // Several --bind flags: one per address family.
@@ -207,7 +209,7 @@ export function parseDaemonArgs(argv: string[], env: NodeJS.ProcessEnv = process
     const fromFlag = Array.isArray(given) ? given.join(',') : given;
     (raw as Record<string, unknown>)[name] = fromFlag ?? file[name] ?? envDefaults[name] ?? d.default;
   }
-  return settingsFrom(raw, state, typeof values.socket === 'string' ? values.socket : socketPath(env), values.foreground === true);
+  return settingsFrom(raw, state, typeof values.socket === 'string' ? values.socket : socketPath(env));
 }
 
 function wholeNumber(flag: string, text: string | undefined, min: number): number {
@@ -226,7 +228,7 @@ function timerSeconds(flag: string, text: string | undefined): number {
   return n;
 }
 
-function settingsFrom(raw: Raw, state: string, socket: string, foreground: boolean): DaemonOptions {
+function settingsFrom(raw: Raw, state: string, socket: string): DaemonOptions {
   const level = raw.logLevel ?? 'info';
   if (!isLogLevel(level)) throw bad(`--log-level: ${JSON.stringify(level)} is not one of trace, debug, info, warn, error, fatal, silent`);
   return {
@@ -258,7 +260,6 @@ function settingsFrom(raw: Raw, state: string, socket: string, foreground: boole
       writer: parseWriter(raw.sessionWriter ?? 'last-input'),
     },
     logLevel: level,
-    foreground,
   };
 }
 

@@ -1,13 +1,15 @@
 // The daemon's one ed25519 key: iroh endpoint key, SSH host key and default SSH user key.
 // Stored as an unencrypted OpenSSH private key (openssh-key-v1): ssh2 parses ed25519 keys only in
-// that format, and OpenSSH's own tools can use the same file.
+// that format, and OpenSSH's own tools can use the same file. ssh2 reads it; ssh2 has no writer,
+// so encodeOpenSSHPrivateKey() writes it.
 
 import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { readFileSync, statSync, chmodSync } from 'node:fs';
+import { statSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { BurrowError, ErrorCodes } from '../shared/errors.js';
 import { StateFiles } from '../shared/paths.js';
-import { ensurePrivateDir, writeFileAtomic } from '../shared/fsutil.js';
+import { ensurePrivateDir, readTextOptional, writeFileAtomic } from '../shared/fsutil.js';
 import { ed25519PublicBlob, sshString } from '../shared/sshkey.js';
 
 export interface Identity {
@@ -51,45 +53,17 @@ export function encodeOpenSSHPrivateKey(seed: Buffer, publicKey: Buffer, comment
   return `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}-----END OPENSSH PRIVATE KEY-----\n`;
 }
 
-class Reader {
-  private off = 0;
-  constructor(private readonly buf: Buffer) {}
-  u32(): number {
-    if (this.off + 4 > this.buf.length) throw new Error('truncated');
-    const n = this.buf.readUInt32BE(this.off);
-    this.off += 4;
-    return n;
-  }
-  bytes(): Buffer {
-    const n = this.u32();
-    if (this.off + n > this.buf.length) throw new Error('truncated');
-    const b = this.buf.subarray(this.off, this.off + n);
-    this.off += n;
-    return b;
-  }
-  string(): string {
-    return this.bytes().toString('latin1');
-  }
-}
-
-/** Parse an unencrypted OpenSSH ed25519 private key; returns the 32-byte seed. */
+/** Parse an unencrypted OpenSSH ed25519 private key (ssh2's parser); returns the 32-byte seed. */
 export function decodeOpenSSHPrivateKey(text: string): Buffer {
-  const m = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text);
-  if (!m || m[1] === undefined) throw new Error('not an OpenSSH private key');
-  const body = Buffer.from(m[1].replace(/\s+/g, ''), 'base64');
-  if (!body.subarray(0, MAGIC.length).equals(MAGIC)) throw new Error('not an openssh-key-v1 key');
-  const r = new Reader(body.subarray(MAGIC.length));
-  if (r.string() !== 'none' || r.string() !== 'none') throw new Error('encrypted keys are not supported');
-  r.bytes(); // kdf options
-  if (r.u32() !== 1) throw new Error('expected exactly one key');
-  r.bytes(); // public key blob, repeated in the private section
-  const p = new Reader(r.bytes());
-  if (p.u32() !== p.u32()) throw new Error('check bytes differ (corrupt key)');
-  if (p.string() !== KEY_TYPE) throw new Error('not an ed25519 key');
-  const pub = p.bytes();
-  const both = p.bytes();
-  if (pub.length !== 32 || both.length !== 64) throw new Error('bad ed25519 key lengths');
-  return Buffer.from(both.subarray(0, 32));
+  const parsed = ssh2.utils.parseKey(text);
+  if (parsed instanceof Error) throw parsed;
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (key === undefined || !key.isPrivateKey()) throw new Error('not a private key');
+  if (key.type !== KEY_TYPE) throw new Error(`not an ed25519 key (${key.type})`);
+  // ssh2 hands the private half back as PKCS#8; Node's JWK export of it carries the seed as `d`.
+  const jwk = createPrivateKey(key.getPrivatePEM()).export({ format: 'jwk' });
+  if (typeof jwk.d !== 'string') throw new Error('ed25519 key export lacks d');
+  return Buffer.from(jwk.d, 'base64url');
 }
 
 export function identityFromSeed(seed: Buffer, comment = 'burrow'): Identity {
@@ -108,11 +82,8 @@ export function identityFromSeed(seed: Buffer, comment = 'burrow'): Identity {
 export function loadOrCreateIdentity(state: string): Identity {
   ensurePrivateDir(state);
   const path = join(state, StateFiles.key);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new BurrowError(ErrorCodes.IoError, `cannot read ${path}: ${String(err)}`);
+  const text = readTextOptional(path);
+  if (text === undefined) {
     const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
     if (typeof jwk.d !== 'string') throw new BurrowError(ErrorCodes.Internal, 'ed25519 key export lacks d');
     const id = identityFromSeed(Buffer.from(jwk.d, 'base64url'));

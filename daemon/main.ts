@@ -1,10 +1,10 @@
 // burrowd: flags, identity, roles, signals (the requests are daemon/ipc/handlers.ts). The IPC socket is bound first: it is the
 // single-instance lock, so a second daemon exits before touching anything else.
 
-import { readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { BurrowError, ErrorCodes, toBurrowError } from '../shared/errors.js';
+import { packageVersion } from '../shared/package.js';
 import { StateFiles } from '../shared/paths.js';
 import { clientAuthMethods } from './agent/keys.js';
 import type { AgentContext } from './agent/ops.js';
@@ -23,7 +23,7 @@ import { Invitations } from './pair/invitations.js';
 import { PkarrRelay } from './pair/pkarr.js';
 import { Rendezvous } from './pair/rendezvous.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = packageVersion();
 
 async function run(opts: DaemonOptions, log: Logger): Promise<void> {
   const started = Date.now();

@@ -3,8 +3,7 @@
 
 import { join } from 'node:path';
 import { BurrowError, ErrorCodes, quoteInput } from './errors.js';
-import { ensurePrivateDir, parseJsonObject, writeFileAtomic } from './fsutil.js';
-import { readTextOptional, readTextOptionalAsync } from './authlists.js';
+import { ensurePrivateDir, parseJsonObject, readTextOptional, readTextOptionalAsync, writeFileAtomic } from './fsutil.js';
 import { StateFiles } from './paths.js';
 import { isAliasName, parseTarget } from './target.js';
 
@@ -15,12 +14,12 @@ export function aliasesPath(state: string): string {
 }
 
 export function readAliases(state: string): Aliases {
-  return parseAliases(readTextOptional(aliasesPath(state)), state);
+  return parseAliases(readTextOptional(aliasesPath(state)) ?? '', state);
 }
 
 /** For the daemon, which keeps file reads off its event loop. */
 export async function readAliasesAsync(state: string): Promise<Aliases> {
-  return parseAliases(await readTextOptionalAsync(aliasesPath(state)), state);
+  return parseAliases((await readTextOptionalAsync(aliasesPath(state))) ?? '', state);
 }
 
 function parseAliases(text: string, state: string): Aliases {

@@ -2,11 +2,8 @@
 // line, optional comment) and authorized_keys (OpenSSH format). The CLI edits them, the daemon
 // reads them afresh for each new connection, so edits apply without a restart.
 
-import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BurrowError, ErrorCodes } from './errors.js';
-import { ensurePrivateDir, writeFileAtomic } from './fsutil.js';
+import { ensurePrivateDir, readTextOptional, readTextOptionalAsync, writeFileAtomic } from './fsutil.js';
 import { StateFiles } from './paths.js';
 import { endpointKeyLine } from './sshkey.js';
 import { isEndpointId } from './target.js';
@@ -84,37 +81,17 @@ export function parseKeyList(text: string): KeyEntry[] {
     .filter((k): k is KeyEntry => k !== null);
 }
 
-/** A text file's content, or '' when it does not exist. */
-export async function readTextOptionalAsync(path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw new BurrowError(ErrorCodes.IoError, `cannot read ${path}: ${(err as Error).message}`);
-  }
-}
-
 export async function readEndpointList(path: string): Promise<EndpointEntry[]> {
-  return parseEndpointList(await readTextOptionalAsync(path));
+  return parseEndpointList((await readTextOptionalAsync(path)) ?? '');
 }
 
 export async function readKeyList(path: string): Promise<KeyEntry[]> {
-  return parseKeyList(await readTextOptionalAsync(path));
-}
-
-/** Synchronous read for the CLI, which edits these files directly. */
-export function readTextOptional(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw new BurrowError(ErrorCodes.IoError, `cannot read ${path}: ${(err as Error).message}`);
-  }
+  return parseKeyList((await readTextOptionalAsync(path)) ?? '');
 }
 
 /** Rewrite a list file with `change` applied to its lines (atomically, mode 0600). */
 export function editList(path: string, change: (lines: string[]) => string[]): void {
-  const lines = readTextOptional(path).split('\n').filter((l, i, all) => l !== '' || i < all.length - 1);
+  const lines = (readTextOptional(path) ?? '').split('\n').filter((l, i, all) => l !== '' || i < all.length - 1);
   writeFileAtomic(path, change(lines).join('\n') + '\n', 0o600);
 }
 
@@ -126,8 +103,8 @@ export function authorizeEndpoint(state: string, id: string): void {
   ensurePrivateDir(state);
   const endpoints = join(state, StateFiles.authorizedEndpoints);
   const keys = join(state, StateFiles.authorizedKeys);
-  if (!parseEndpointList(readTextOptional(endpoints)).some((e) => e.id === id)) editList(endpoints, (l) => [...l, id]);
+  if (!parseEndpointList(readTextOptional(endpoints) ?? '').some((e) => e.id === id)) editList(endpoints, (l) => [...l, id]);
   const line = endpointKeyLine(id);
   const b64 = line.split(' ')[1];
-  if (!parseKeyList(readTextOptional(keys)).some((k) => k.base64 === b64)) editList(keys, (l) => [...l, line]);
+  if (!parseKeyList(readTextOptional(keys) ?? '').some((k) => k.base64 === b64)) editList(keys, (l) => [...l, line]);
 }

@@ -1,7 +1,8 @@
 // Private files and directories: secrets live in 0700 dirs as 0600 files, written atomically.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, renameSync, statSync, chmodSync, openSync, writeSync, fsyncSync, closeSync, unlinkSync } from 'node:fs';
+import { mkdirSync, renameSync, statSync, chmodSync, openSync, writeSync, fsyncSync, closeSync, unlinkSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 import { BurrowError, ErrorCodes } from './errors.js';
 
@@ -43,4 +44,27 @@ export function parseJsonObject(text: string, path: string): Record<string, unkn
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new BurrowError(ErrorCodes.IoError, `${path} is not a JSON object`);
   return v as Record<string, unknown>;
+}
+
+/** A text file's content, or undefined when it does not exist; any other failure is an IoError naming the file. */
+export function readTextOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    return absentOrThrow(err, path);
+  }
+}
+
+/** readTextOptional() without blocking (the daemon's per-connection reads). */
+export async function readTextOptionalAsync(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    return absentOrThrow(err, path);
+  }
+}
+
+function absentOrThrow(err: unknown, path: string): undefined {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+  throw new BurrowError(ErrorCodes.IoError, `cannot read ${path}: ${(err as Error).message}`);
 }

@@ -2,9 +2,8 @@
 // accepted. `@a,@b,box3` is the union of both groups and box3, each target once, in order.
 
 import { join } from 'node:path';
-import { readTextOptional } from './authlists.js';
 import { BurrowError, ErrorCodes } from './errors.js';
-import { ensurePrivateDir, parseJsonObject, writeFileAtomic } from './fsutil.js';
+import { ensurePrivateDir, parseJsonObject, readTextOptional, writeFileAtomic } from './fsutil.js';
 import { StateFiles } from './paths.js';
 import { isAliasName, parseTarget } from './target.js';
 
@@ -15,7 +14,7 @@ export function groupsPath(state: string): string {
 }
 
 export function readGroups(state: string): Groups {
-  const v = parseJsonObject(readTextOptional(groupsPath(state)), groupsPath(state));
+  const v = parseJsonObject(readTextOptional(groupsPath(state)) ?? '', groupsPath(state));
   const out: Groups = {};
   for (const [k, members] of Object.entries(v)) {
     if (Array.isArray(members)) out[k] = members.filter((m): m is string => typeof m === 'string');

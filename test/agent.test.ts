@@ -2,7 +2,7 @@ import { spawn as spawnProcess } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
 import { exec, spawn, status } from '../shared/lib.js';
 import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
@@ -112,7 +112,7 @@ describe('agent over iroh', () => {
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stdin.write('ping\n');
-    for (let i = 0; i < 200 && !out.includes('got ping'); i++) await new Promise((res) => setTimeout(res, 25));
+    await vi.waitFor(() => expect(out).toContain('got ping'), { timeout: 5000, interval: 25 });
     expect(out).toBe('got ping\n');
     const exited = new Promise<[number | null, string | null]>((res) => p.once('exit', (c: number | null, sig: string | null) => res([c, sig])));
     p.kill('TERM');

@@ -70,6 +70,11 @@ describe('--bind parsing', () => {
     expect(opts.bind).toEqual(['127.0.0.1:7000', '[::1]:7001']);
   });
 
+  it('--foreground, which units from earlier versions pass, is accepted and changes nothing', () => {
+    const base = ['--state', '/nonexistent-burrow-test', '--host'];
+    expect(parseDaemonArgs([...base, '--foreground'], {})).toEqual(parseDaemonArgs(base, {}));
+  });
+
   it('MaxStartups takes N or START:RATE:FULL', () => {
     expect(parseMaxStartups('10:30:100')).toEqual({ start: 10, rate: 30, full: 100 });
     expect(parseMaxStartups('20')).toEqual({ start: 20, rate: 100, full: 20 });
@@ -133,7 +138,7 @@ describe('--bind on a machine without IPv6', () => {
   it.skipIf(!canUnshare)('--bind 127.0.0.1:0 starts with IPv6 disabled (a network namespace): the IPv6 stand-in is left out and logged', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'burrow-test-'));
     const script = 'ip link set lo up && sysctl -qw net.ipv6.conf.all.disable_ipv6=1 && exec "$0" "$@"';
-    const args = [BURROWD, '--state', join(dir, 'state'), '--socket', join(dir, 'agent.sock'), '--relay', 'disabled', '--bind', '127.0.0.1:0', '--foreground', '--host'];
+    const args = [BURROWD, '--state', join(dir, 'state'), '--socket', join(dir, 'agent.sock'), '--relay', 'disabled', '--bind', '127.0.0.1:0', '--host'];
     const proc = spawn('unshare', ['-n', 'sh', '-c', script, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     const logs: string[] = [];
     createInterface({ input: proc.stderr! }).on('line', (l) => logs.push(l));

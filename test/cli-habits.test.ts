@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { renderUnit } from '../cli/commands/system.js';
 import type { ForwardStatus } from '../shared/status.js';
 import { BURROW, BURROWD, runCli, startDaemon, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
@@ -112,8 +112,7 @@ describe('forward cancel by spec', () => {
     expect((await runCli(agent.cliEnv, ['forward', 'add', host.ticket, '-R', `${sock}:127.0.0.1:9`])).code).toBe(0);
     expect(existsSync(sock)).toBe(true);
     expect((await runCli(agent.cliEnv, ['forward', 'cancel', '-R', `${sock}:127.0.0.1:9`])).stdout).toBe('cancelled 1 forward\n');
-    for (let i = 0; i < 100 && existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
-    expect(existsSync(sock)).toBe(false);
+    await vi.waitFor(() => expect(existsSync(sock)).toBe(false), { timeout: 5000, interval: 50 });
     // the connection is still held by the daemon (persist): only the forward went
     expect((await runCli(agent.cliEnv, ['check', host.ticket])).code).toBe(0);
   });

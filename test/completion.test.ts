@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BURROW, runCli, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 import { freePort } from './helpers/sshd.js';
 
@@ -90,11 +90,14 @@ describe('burrow __complete', () => {
       tmux('new-session', '-d', '-x', '200', '-y', '20', 'env', ...env, 'bash', '--norc', '--noprofile', '-i');
       tmux('send-keys', `source ${script}`, 'Enter');
       tmux('send-keys', 'burrow cp box:proj/s', 'Tab');
-      let pane = '';
-      for (let i = 0; i < 100 && !/burrow cp box:proj\/src\/\s*$/m.test(pane); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        pane = tmux('capture-pane', '-p');
-      }
+      const pane = await vi.waitFor(
+        () => {
+          const now = tmux('capture-pane', '-p');
+          expect(now).toMatch(/burrow cp box:proj\/src\/\s*$/m);
+          return now;
+        },
+        { timeout: 10_000, interval: 100 },
+      );
       expect(pane).toMatch(/P> burrow cp box:proj\/src\/\s*$/m);
     } finally {
       spawnSync('tmux', ['-L', sock, 'kill-server']);

@@ -4,7 +4,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ForwardStatus } from '../shared/status.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon, hostAndAgent } from './helpers/daemon.js';
 import { freePort } from './helpers/sshd.js';
@@ -190,8 +190,7 @@ describe('forward lifetimes', () => {
     p.kill('SIGINT');
     // Like ssh -N ended by a signal: 255, quietly.
     expect(await new Promise((r) => p.once('close', r))).toBe(255);
-    for (let i = 0; i < 50 && (await list(agent)).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(await list(agent)).toEqual([]);
+    await vi.waitFor(async () => expect(await list(agent)).toEqual([]), { timeout: 2500, interval: 50 });
     web.close();
   });
 
@@ -211,12 +210,7 @@ describe('forward lifetimes', () => {
     host = await startDaemon({ args: ['--host', '--bind', `127.0.0.1:${udp}`], dir: host.dir });
     expect((await curl([`http://127.0.0.1:${lport}/`])).out).toBe('still here');
     // -R is asked for again once the connection is re-made
-    let out = '';
-    for (let i = 0; i < 100 && out !== 'still here'; i++) {
-      out = (await curl([`http://127.0.0.1:${rport}/`])).out;
-      if (out !== 'still here') await new Promise((r) => setTimeout(r, 200));
-    }
-    expect(out).toBe('still here');
+    await vi.waitFor(async () => expect((await curl([`http://127.0.0.1:${rport}/`])).out).toBe('still here'), { timeout: 30_000, interval: 200 });
     web.close();
   }, 60_000);
 

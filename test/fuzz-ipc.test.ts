@@ -8,7 +8,7 @@
 // `stop` is never sent and `disconnect` never names the live host.
 
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
 import { parseForward } from '../shared/forward.js';
 import { encodeFrame } from '../shared/ipc/codec.js';
@@ -123,9 +123,7 @@ describe('IPC fuzz', () => {
     p.stdout.on('data', (b: Buffer) => (echoed += b.toString()));
     const ping = async (word: string): Promise<void> => {
       p.stdin.write(`${word}\n`);
-      const deadline = Date.now() + 10_000;
-      while (!echoed.includes(`${word}\n`) && Date.now() < deadline) await sleep(10);
-      expect(echoed).toContain(`${word}\n`);
+      await vi.waitFor(() => expect(echoed).toContain(`${word}\n`), { timeout: 10_000, interval: 10 });
     };
     await ping('warm');
 

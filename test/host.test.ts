@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Client as SshClient, ClientChannel, ExecOptions } from 'ssh2';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
 import { identityFromSeed, type Identity } from '../daemon/identity.js';
 import { HostAuth } from '../daemon/host/auth.js';
@@ -183,7 +183,7 @@ describe('built-in host', () => {
     const pidFile = join(host.home, `pid-${Date.now()}`);
     const ch = await channel(client, `echo $$ > ${pidFile}; exec sleep 60`);
     ch.on('data', () => undefined);
-    for (let i = 0; i < 100 && !existsSync(pidFile); i++) await new Promise((r) => setTimeout(r, 50));
+    await vi.waitFor(() => expect(existsSync(pidFile)).toBe(true), { timeout: 5000, interval: 50 });
     const pid = Number(readFileSync(pidFile, 'utf8'));
     expect(pid).toBeGreaterThan(1);
     session.conn.close('test drops the connection');
@@ -195,8 +195,7 @@ describe('built-in host', () => {
         return false;
       }
     };
-    for (let i = 0; i < 100 && alive(); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(alive()).toBe(false);
+    await vi.waitFor(() => expect(alive()).toBe(false), { timeout: 10_000, interval: 100 });
   });
 
   it('refuses a key that is not authorized, and the log says why', async () => {

@@ -4,7 +4,7 @@ import { execFileSync, spawn, spawnSync, type SpawnSyncReturns } from 'node:chil
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, utimesSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, stopAllDaemons } from './helpers/daemon.js';
 import { proxySetup as setup, type ProxySetup as Setup } from './helpers/proxy.js';
@@ -213,7 +213,7 @@ describe('burrow cp', () => {
     expect(sent).toBeLessThan(data.length);
     // the part file stays behind; the destination does not exist yet
     const parts = (): string[] => readdirSync(s.host.home).filter((n) => n.startsWith('.big.bin.burrow-part.'));
-    for (let i = 0; i < 50 && parts().length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await vi.waitFor(() => expect(parts()).not.toHaveLength(0), { timeout: 5000, interval: 100 });
     expect(parts()).toHaveLength(1);
     expect(existsSync(remote)).toBe(false);
     const r = await cp(['--resume', '--json', local, `box:${remote}`]);

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ErrorCodes } from '../shared/errors.js';
 import { MAX_CHUNK, MAX_FRAME, type Frame } from '../shared/ipc/frames.js';
 import { spawn } from '../shared/lib.js';
@@ -36,8 +36,7 @@ async function echoSession(agent: RunningDaemon, ticket: string): Promise<{ ping
   return {
     async ping(word) {
       p.stdin.write(`${word}\n`);
-      const deadline = Date.now() + 10_000;
-      while (!out.includes(`${word}\n`) && Date.now() < deadline) await sleep(20);
+      await vi.waitFor(() => expect(out).toContain(`${word}\n`), { timeout: 10_000, interval: 20 });
       return out;
     },
     end() {
@@ -246,7 +245,7 @@ describe('single-instance lock', () => {
     await a.stop('SIGKILL', { keepDir: true });
     dirs.push(a.dir);
     const procs = [0, 1, 2].map((i) =>
-      spawnProcess(process.execPath, [BURROWD, '--foreground', '--state', join(a.dir, `state${i}`), '--socket', a.socket, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
+      spawnProcess(process.execPath, [BURROWD, '--state', join(a.dir, `state${i}`), '--socket', a.socket, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
         stdio: ['ignore', 'ignore', 'pipe'],
       }),
     );

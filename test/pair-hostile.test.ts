@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseKeyLine } from '../shared/authlists.js';
 import { readAliases } from '../shared/aliases.js';
 import { formatCode, parseCode, passwordOf } from '../shared/pair/code.js';
@@ -71,10 +71,8 @@ async function stateOf(nameplate: string): Promise<string | undefined> {
 
 /** Wait (up to 15 s) until this invitation has closed in `state`. */
 async function closedFor(inv: Invitation, state: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
   const seen = (): boolean => host.logs.slice(inv.since).some((l) => l.event === 'pair_invitation_closed' && l['nameplate'] === inv.nameplate && l['state'] === state);
-  while (!seen() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  expect(seen()).toBe(true);
+  await vi.waitFor(() => expect(seen()).toBe(true), { timeout: 15_000, interval: 50 });
 }
 
 async function dialPair(t: IrohTransport): Promise<{ conn: IrohConnection; st: IrohStream }> {

@@ -4,10 +4,10 @@
 // nothing leaves the namespace. Skipped where unprivileged namespaces are not allowed.
 
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../shared/package.js';
 import { describe, expect, it } from 'vitest';
 
-const fixture = fileURLToPath(new URL('../dist/test/fixtures/pair-mdns.js', import.meta.url));
+const fixture = packagePath('dist/test/fixtures/pair-mdns.js');
 const NETNS_SETUP = 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo';
 const canUnshare = spawnSync('unshare', ['-rn', 'sh', '-c', NETNS_SETUP], { timeout: 10_000 }).status === 0;
 

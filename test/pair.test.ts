@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readAliases } from '../shared/aliases.js';
 import { formatCode, parseCode } from '../shared/pair/code.js';
 import { PAIR_WORDS } from '../shared/pair/words.js';
@@ -227,8 +227,7 @@ describe('pairing by code', () => {
       const j = await runCli(client.cliEnv, ['join', inv.code], { timeoutMs: 60_000 });
       expect(j.code).toBe(1);
       expect(j.stderr).toContain(WRONG);
-      const deadline = Date.now() + 10_000;
-      while (outcomes.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await vi.waitFor(() => expect(outcomes).not.toHaveLength(0), { timeout: 10_000, interval: 50 });
       // The joiner left on the squatter's bad tag: the squatter saw `start`, never `confirm` (the offer).
       expect(outcomes).toEqual([{ kind: 'failed', reason: expect.stringContaining('left before confirming') as unknown as string }]);
       expect(received).toEqual([['start']]);

@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { renderUnit } from '../cli/commands/system.js';
 import { BURROW, BURROWD, runCli, startDaemon, stopAllDaemons } from './helpers/daemon.js';
@@ -47,11 +47,12 @@ function datagramSink(path: string): { proc: ChildProcess; messages: string[]; r
 }
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await vi.waitFor(
+    () => {
+      if (!cond()) throw new Error(`timed out waiting for ${what}`);
+    },
+    { timeout: ms, interval: 25 },
+  );
 }
 
 describe('systemd units', () => {
@@ -69,7 +70,7 @@ describe('systemd units', () => {
     });
     expect(user.stderr).toBe('');
     expect(user.status).toBe(0);
-    expect(renderUnit('burrowd.service')).toContain(`ExecStart=${process.execPath} ${BURROWD} --foreground --host --host-backend sshd`);
+    expect(renderUnit('burrowd.service')).toContain(`ExecStart=${process.execPath} ${BURROWD} --host --host-backend sshd`);
   });
 
   it('system install without systemctl says so and prints the units', () => {
@@ -78,7 +79,7 @@ describe('systemd units', () => {
     expect(r.status).toBe(0);
     expect(r.stderr).toMatch(/systemctl is not available/);
     expect(r.stdout).toContain('# ' + join(d, '.config/systemd/user/burrow-agent.socket'));
-    expect(r.stdout).toContain(`ExecStart=${process.execPath} ${BURROWD} --foreground --socket %t/burrow/agent.sock`);
+    expect(r.stdout).toContain(`ExecStart=${process.execPath} ${BURROWD} --socket %t/burrow/agent.sock`);
     expect(existsSync(join(d, '.config/systemd/user'))).toBe(false);
   });
 
@@ -116,7 +117,7 @@ describe('systemd protocols', () => {
       "os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())",
       'os.execv(sys.argv[2], sys.argv[2:])',
     ].join('\n');
-    const p = spawn(PYTHON, ['-c', launcher, sock, process.execPath, BURROWD, '--foreground', '--state', join(d, 'state'), '--socket', sock, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
+    const p = spawn(PYTHON, ['-c', launcher, sock, process.execPath, BURROWD, '--state', join(d, 'state'), '--socket', sock, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     children.push(p);
@@ -138,7 +139,7 @@ describe('systemd protocols', () => {
     const sink = datagramSink(notifySock);
     await sink.ready;
     const sock = join(d, 'agent.sock');
-    const p = spawn(process.execPath, [BURROWD, '--foreground', '--state', join(d, 'state'), '--socket', sock, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
+    const p = spawn(process.execPath, [BURROWD, '--state', join(d, 'state'), '--socket', sock, '--relay', 'disabled', '--bind', '127.0.0.1:0'], {
       env: { ...process.env, NOTIFY_SOCKET: notifySock },
       stdio: 'ignore',
     });
@@ -205,7 +206,7 @@ describe('signals and configuration', () => {
     mkdirSync(join(d, 'state'), { mode: 0o700 });
     const start = (cfg: object): { status: number | null; stderr: string } => {
       writeFileSync(join(d, 'state', 'config.json'), JSON.stringify(cfg));
-      const r = spawnSync(process.execPath, [BURROWD, '--foreground', '--state', join(d, 'state'), '--socket', join(d, 's.sock')], { encoding: 'utf8', timeout: 20_000 });
+      const r = spawnSync(process.execPath, [BURROWD, '--state', join(d, 'state'), '--socket', join(d, 's.sock')], { encoding: 'utf8', timeout: 20_000 });
       return { status: r.status, stderr: r.stderr };
     };
     let r = start({ persits: 5 });

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import ssh2 from 'ssh2';
 import type { Client, FileEntry, ParsedKey, SFTPWrapper, Server, Stats } from 'ssh2';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { extended, loadIdNames } from '../daemon/host/sftp-ext.js';
 import { Writer, type Reply } from '../daemon/host/sftp-proto.js';
 import { serveSftp } from '../daemon/host/sftp.js';
@@ -113,11 +113,12 @@ async function fdsUnder(dir: string): Promise<number> {
 }
 
 async function until(check: () => Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await vi.waitFor(
+    async () => {
+      if (!(await check())) throw new Error('condition not met in time');
+    },
+    { timeout: ms, interval: 20 },
+  );
 }
 
 describe('sftp subsystem', () => {

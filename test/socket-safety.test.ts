@@ -9,7 +9,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, statS
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BURROW, BURROW_JS, BURROWD, runCli, stopAllDaemons } from './helpers/daemon.js';
 
 afterAll(stopAllDaemons);
@@ -46,7 +46,7 @@ async function expectRefused(env: Record<string, string>, line: string, as: { ui
   expect(native).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${line}\n` });
   const status = await run(BURROW, ['status'], { env, ...as });
   expect(status).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${line}\n` });
-  const daemon = await run(process.execPath, [BURROWD, '--foreground', '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, ...as });
+  const daemon = await run(process.execPath, [BURROWD, '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, ...as });
   expect(daemon.code).toBe(1);
   expect(daemon.stderr).toContain(`burrowd: UnsafeSocket: ${line}\n`);
 }
@@ -91,7 +91,7 @@ describe('the socket directory of this user', () => {
     for (const [cmd, args] of [[process.execPath, [BURROW_JS, 'status']], [BURROW, ['exec', 'box', '--', 'true']]] as const) {
       expect(await run(cmd, [...args], { env })).toMatchObject({ code: 255, stderr: `burrow: UnsafeSocket: ${line}\n` });
     }
-    const own = spawn(process.execPath, [BURROWD, '--foreground', '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, stdio: 'ignore' });
+    const own = spawn(process.execPath, [BURROWD, '--relay', 'disabled', '--bind', '127.0.0.1:0'], { env, stdio: 'ignore' });
     try {
       const deadline = Date.now() + 15_000;
       while (!existsSync(join(runtime, 'burrow', 'agent.sock')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -154,9 +154,7 @@ describe.skipIf(skipWhy !== '')(`a second local user${skipWhy ? ` (skipped: ${sk
     children.push(p);
     let out = '';
     p.stdout!.on('data', (b: Buffer) => (out += b.toString()));
-    const deadline = Date.now() + 10_000;
-    while (!out.includes('ready') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(out).toContain('ready');
+    await vi.waitFor(() => expect(out).toContain('ready'), { timeout: 10_000, interval: 20 });
     return { seen: () => out.replace('ready\n', '') };
   }
 
@@ -198,9 +196,7 @@ describe.skipIf(skipWhy !== '')(`a second local user${skipWhy ? ` (skipped: ${sk
     const probe = connect(join(victimDir, 'agent.sock'));
     await new Promise((r) => probe.once('connect', r));
     probe.destroy();
-    const deadline = Date.now() + 5000;
-    while (!t.seen().includes('conn') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(t.seen()).toContain('conn');
+    await vi.waitFor(() => expect(t.seen()).toContain('conn'), { timeout: 5000, interval: 20 });
     await stopChildren();
     rmSync(victimDir, { recursive: true, force: true });
   });

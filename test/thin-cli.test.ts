@@ -4,8 +4,9 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { packagePath } from '../shared/package.js';
 
-const ROOT = new URL('..', import.meta.url).pathname;
+const ROOT = packagePath('');
 
 function imports(file: string): string[] {
   const text = readFileSync(file, 'utf8');

@@ -10,8 +10,8 @@ import { readAliases } from '../../shared/aliases.js';
 import { IpcConnection } from '../../shared/ipc/client.js';
 import type { FrameOf, RequestFrame, RequestType, ResultOf } from '../../shared/ipc/frames.js';
 import { parseCopySpec } from '../../shared/target.js';
-import { fileURLToPath } from 'node:url';
-import { PACKAGE_ROOT, usage, type CliContext } from '../context.js';
+import { packagePath } from '../../shared/package.js';
+import { usage, type CliContext } from '../context.js';
 import { SSH_OPTION_NAMES } from './session.js';
 
 /** How long a tab press may wait for the daemon (a cold connection is not waited for). */
@@ -154,7 +154,7 @@ export function completeCommand(commands: string[]) {
   };
 }
 
-const BIN = fileURLToPath(new URL('bin/burrow', PACKAGE_ROOT));
+const BIN = packagePath('bin/burrow');
 
 /** The scripts run the burrow that printed them (npm link or not), unless told another. */
 function scripts(bin: string): Record<string, string> {

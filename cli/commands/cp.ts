@@ -6,7 +6,16 @@ import { BurrowError, ErrorCodes, exitCodeFor, isErrorCode, printable } from '..
 import type { Frame } from '../../shared/ipc/frames.js';
 import { parseCopySpec } from '../../shared/target.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
+import { hasFlag, scanFlags } from '../flags.js';
 import { humanBytes } from '../format.js';
+
+const CP_FLAGS = {
+  r: { type: 'boolean', short: 'r' },
+  p: { type: 'boolean', short: 'p' },
+  L: { type: 'boolean', short: 'L' },
+  resume: { type: 'boolean' },
+  json: { type: 'boolean' },
+} as const;
 
 const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] [--] SRC... DST   (TARGET:path on one side; several SRC go into the directory DST)';
 
@@ -14,21 +23,10 @@ const USAGE = 'usage: burrow cp [-r] [-p] [-L] [--resume] [--json] [--] SRC... D
 const jsonLine = (v: unknown): string => `${JSON.stringify(v).replace(/[\x7f-\x9f]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`)}\n`;
 
 export async function cpCommand(ctx: CliContext, args: string[]): Promise<number> {
-  const flags = { recursive: false, preserve: false, resume: false, follow: false, json: false };
-  const paths: string[] = [];
-  let options = true;
-  for (const a of args) {
-    if (!options) paths.push(a);
-    else if (a === '--') options = false; // what follows is paths, even `-x`
-    else if (a === '--resume') flags.resume = true;
-    else if (a === '--json') flags.json = true;
-    else if (/^-[rpL]+$/.test(a)) {
-      if (a.includes('r')) flags.recursive = true;
-      if (a.includes('p')) flags.preserve = true;
-      if (a.includes('L')) flags.follow = true;
-    } else if (a.startsWith('-') && a !== '-') usage(`burrow cp: unknown option ${a}\n${USAGE}`);
-    else paths.push(a);
-  }
+  const given = scanFlags(args, CP_FLAGS, (m) => usage(`burrow cp: ${m}\n${USAGE}`));
+  const has = (name: keyof typeof CP_FLAGS): boolean => hasFlag(given, name);
+  const flags = { recursive: has('r'), preserve: has('p'), resume: has('resume'), follow: has('L'), json: has('json') };
+  const paths = [...given.positionals, ...given.rest]; // after `--`, paths even if they look like `-x`
   const dstText = paths.pop();
   if (dstText === undefined || paths.length === 0) usage(USAGE);
   const dst = parseCopySpec(dstText);

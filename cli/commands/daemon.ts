@@ -19,7 +19,7 @@ export async function daemonCommand(ctx: CliContext, args: string[]): Promise<nu
   switch (verb) {
     case 'run': {
       // In the foreground, with our terminal: burrowd's own flags may follow.
-      const child = spawn(process.execPath, [BURROWD, '--foreground', '--socket', ctx.socket, '--state', ctx.state, ...rest], { stdio: 'inherit' });
+      const child = spawn(process.execPath, [BURROWD, '--socket', ctx.socket, '--state', ctx.state, ...rest], { stdio: 'inherit' });
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => child.kill(sig));
       return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
     }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import { execMany, fleetExitStatus, DEFAULT_FANOUT, type HostResult } from '../../shared/fleet.js';
 import { connectDaemon, endOnClosedStdout, usage, type CliContext } from '../context.js';
+import { scanFlags } from '../flags.js';
 
 const USAGE = 'usage: burrow exec @GROUP[,@G2,TARGET...] [--fanout N] [--connect-timeout S] [--timeout S] [--gather|--json] [--log-dir DIR] [-n] -- CMD...';
 // stdin is read whole before the first host starts (every host gets the same bytes).
@@ -22,7 +23,15 @@ interface FleetFlags {
   noStdin: boolean;
 }
 
-const VALUED = new Set(['--fanout', '--connect-timeout', '--timeout', '--log-dir']);
+const FLEET_FLAGS = {
+  fanout: { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  timeout: { type: 'string' },
+  'log-dir': { type: 'string' },
+  gather: { type: 'boolean' },
+  json: { type: 'boolean' },
+  n: { type: 'boolean', short: 'n' },
+} as const;
 
 function seconds(flag: string, v: string): number {
   const n = Number(v);
@@ -33,58 +42,36 @@ function seconds(flag: string, v: string): number {
 /** Options may come before or after the targets; `--` (or the first plain word after them) starts the command. */
 export function parseFleetArgs(args: readonly string[]): { spec: string; command: string; flags: FleetFlags } {
   const flags: FleetFlags = { fanout: DEFAULT_FANOUT, mode: 'lines', noStdin: false };
-  let spec: string | undefined;
-  let i = 0;
-  for (; i < args.length; i++) {
-    let a = args[i] as string;
-    if (a === '--') {
-      i++;
-      break;
-    }
-    if (!a.startsWith('-')) {
-      if (spec !== undefined) break; // the command, without --
-      spec = a;
-      continue;
-    }
-    let value: string | undefined;
-    const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq > 0) {
-      value = a.slice(eq + 1);
-      a = a.slice(0, eq);
-    }
-    if (VALUED.has(a) && value === undefined) {
-      value = args[++i];
-      if (value === undefined) usage(`burrow exec: ${a} needs a value`);
-    }
-    switch (a) {
-      case '--fanout': {
+  const given = scanFlags(args, FLEET_FLAGS, (m) => usage(m.startsWith('unknown option') ? `burrow exec: ${m}\n${USAGE}` : `burrow exec: ${m}`), { stopAt: 2 });
+  for (const { raw, name, value = '' } of given.flags) {
+    switch (name) {
+      case 'fanout': {
         const n = Number(value);
-        if (!/^\d+$/.test(value as string) || n < 1) usage(`burrow exec: --fanout takes a whole number >= 1, not ${JSON.stringify(value)}`);
+        if (!/^\d+$/.test(value) || n < 1) usage(`burrow exec: --fanout takes a whole number >= 1, not ${JSON.stringify(value)}`);
         flags.fanout = n;
         break;
       }
-      case '--connect-timeout':
-        flags.connectTimeoutMs = seconds(a, value as string);
+      case 'connect-timeout':
+        flags.connectTimeoutMs = seconds(raw, value);
         break;
-      case '--timeout':
-        flags.timeoutMs = seconds(a, value as string);
+      case 'timeout':
+        flags.timeoutMs = seconds(raw, value);
         break;
-      case '--log-dir':
-        flags.logDir = value as string;
+      case 'log-dir':
+        flags.logDir = value;
         break;
-      case '--gather':
-      case '--json':
+      case 'gather':
+      case 'json':
         if (flags.mode !== 'lines') usage('burrow exec: --gather and --json do not go together');
-        flags.mode = a === '--gather' ? 'gather' : 'json';
+        flags.mode = name;
         break;
-      case '-n':
+      case 'n':
         flags.noStdin = true;
         break;
-      default:
-        usage(`burrow exec: unknown option ${a}\n${USAGE}`);
     }
   }
-  const words = args.slice(i);
+  const [spec] = given.positionals;
+  const words = given.rest;
   if (spec === undefined || words.length === 0) usage(USAGE);
   return { spec, command: words.join(' '), flags };
 }

@@ -6,9 +6,11 @@ import type { IpcConnection } from '../../shared/ipc/client.js';
 import { errorFromFrame, resultValue, type Frame } from '../../shared/ipc/frames.js';
 import type { ForwardStatus } from '../../shared/status.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
+import { scanFlags } from '../flags.js';
 
 export type ForwardType = 'local' | 'remote' | 'dynamic';
 export const FORWARD_FLAGS: Record<string, ForwardType> = { '-L': 'local', '-R': 'remote', '-D': 'dynamic' };
+const SPEC_FLAGS = { L: { type: 'string', short: 'L' }, R: { type: 'string', short: 'R' }, D: { type: 'string', short: 'D' } } as const;
 
 /** Ask for a forward; without detach the returned connection holds it (close it to cancel). */
 export async function requestForward(ctx: CliContext, target: string, type: ForwardType, spec: string, detach: boolean): Promise<{ conn: IpcConnection; status: ForwardStatus }> {
@@ -35,12 +37,15 @@ export async function forwardCommand(ctx: CliContext, args: string[]): Promise<n
   const [verb, ...rest] = args;
   switch (verb) {
     case 'add': {
-      const [target, ...specArgs] = rest;
-      if (target === undefined || specArgs.length === 0 || specArgs.length % 2 !== 0) usage('usage: burrow forward add TARGET -L|-R|-D SPEC [...]');
-      for (let i = 0; i < specArgs.length; i += 2) {
-        const type = FORWARD_FLAGS[specArgs[i] as string];
-        if (!type) usage(`burrow forward add: expected -L, -R or -D, got ${specArgs[i]}`);
-        const { conn, status } = await requestForward(ctx, target, type, specArgs[i + 1] as string, true);
+      const ADD_USAGE = 'usage: burrow forward add TARGET -L|-R|-D SPEC [...]';
+      const notAForward = (word: string): never => usage(`burrow forward add: expected -L, -R or -D, got ${word}`);
+      const given = scanFlags(rest, SPEC_FLAGS, (m) => (m.startsWith('unknown option ') ? notAForward(m.slice('unknown option '.length)) : usage(ADD_USAGE)));
+      const [target, ...extra] = [...given.positionals, ...given.rest];
+      if (target === undefined) usage(ADD_USAGE);
+      if (extra[0] !== undefined) notAForward(extra[0]);
+      if (given.flags.length === 0) usage(ADD_USAGE);
+      for (const { raw, value } of given.flags) {
+        const { conn, status } = await requestForward(ctx, target, FORWARD_FLAGS[raw] as ForwardType, value as string, true);
         conn.close();
         process.stdout.write(`forward ${status.id}: ${describeForward(status)}\n`);
       }

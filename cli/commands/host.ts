@@ -3,9 +3,9 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { authorizeEndpoint, editList, parseEndpointList, parseKeyLine, parseKeyList, readTextOptional, type KeyEntry } from '../../shared/authlists.js';
+import { authorizeEndpoint, editList, parseEndpointList, parseKeyLine, parseKeyList, type KeyEntry } from '../../shared/authlists.js';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
-import { ensurePrivateDir } from '../../shared/fsutil.js';
+import { ensurePrivateDir, readTextOptional } from '../../shared/fsutil.js';
 import { StateFiles } from '../../shared/paths.js';
 import { endpointKeyLine } from '../../shared/sshkey.js';
 import { isEndpointId } from '../../shared/target.js';
@@ -45,7 +45,7 @@ export async function hostCommand(ctx: CliContext, args: string[]): Promise<numb
         authorizeEndpoint(ctx.state, g.id);
         process.stdout.write(`authorized endpoint ${g.id}\n`);
       } else {
-        if (!parseKeyList(readTextOptional(keys)).some((k) => k.base64 === g.key.base64)) edit(keys, (l) => [...l, g.line]);
+        if (!parseKeyList(readTextOptional(keys) ?? '').some((k) => k.base64 === g.key.base64)) edit(keys, (l) => [...l, g.line]);
         process.stdout.write(`authorized key ${g.key.type} ${g.key.comment}\n`);
       }
       return 0;
@@ -79,8 +79,8 @@ export async function hostCommand(ctx: CliContext, args: string[]): Promise<numb
       return 0;
     }
     case 'list': {
-      const eps = parseEndpointList(readTextOptional(endpoints));
-      const ks = parseKeyList(readTextOptional(keys));
+      const eps = parseEndpointList(readTextOptional(endpoints) ?? '');
+      const ks = parseKeyList(readTextOptional(keys) ?? '');
       process.stdout.write(`authorized endpoints (${eps.length === 0 ? 'none: any endpoint with an authorized key may connect' : eps.length}):\n`);
       for (const e of eps) process.stdout.write(`  ${e.id}${e.comment ? `  ${e.comment}` : ''}\n`);
       process.stdout.write(`authorized keys in ${keys} (${ks.length}); ~/.ssh/authorized_keys is also honoured:\n`);

@@ -5,6 +5,7 @@
 import { BurrowError, ErrorCodes, printable } from '../../shared/errors.js';
 import { errorFromFrame, type Frame } from '../../shared/ipc/frames.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
+import { scanFlags } from '../flags.js';
 
 const USAGE = 'usage: burrow invite [--as NAME] [--ttl SECONDS] [--detach] | invite list [--json] | invite cancel [NAMEPLATE]';
 
@@ -18,17 +19,14 @@ interface InvitationView {
 }
 
 function parseOpen(args: string[]): { name?: string; ttl?: number; detach: boolean } {
+  const given = scanFlags(args, { detach: { type: 'boolean' }, as: { type: 'string' }, ttl: { type: 'string' } }, (m) => usage(m.endsWith('needs a value') ? `${m}; ${USAGE}` : USAGE));
+  if (given.positionals.length > 0 || given.rest.length > 0) usage(USAGE);
   const out: { name?: string; ttl?: number; detach: boolean } = { detach: false };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a === '--detach') out.detach = true;
-    else if (a === '--as' || a === '--ttl') {
-      const v = args[++i];
-      if (v === undefined) usage(`${a} needs a value; ${USAGE}`);
-      if (a === '--as') out.name = v;
-      else if (!/^\d+$/.test(v)) usage(`--ttl: ${JSON.stringify(v)} is not a number of seconds`);
-      else out.ttl = Number(v);
-    } else usage(USAGE);
+  for (const f of given.flags) {
+    if (f.name === 'detach') out.detach = true;
+    else if (f.name === 'as') out.name = f.value;
+    else if (!/^\d+$/.test(f.value ?? '')) usage(`--ttl: ${JSON.stringify(f.value)} is not a number of seconds`);
+    else out.ttl = Number(f.value);
   }
   return out;
 }

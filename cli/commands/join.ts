@@ -8,6 +8,7 @@ import { isSpent, markSpent, WRONG_CODE } from '../../shared/pair/spent.js';
 import { isAliasName, isTicket } from '../../shared/target.js';
 import { ticketEndpointId } from '../../shared/ticket.js';
 import { ask, usage, type CliContext } from '../context.js';
+import { hasFlag, lastValue, scanFlags } from '../flags.js';
 import { writeSshKnownHosts } from './sshconfig.js';
 
 const USAGE = 'usage: burrow join CODE [--as ALIAS] [--force]   (CODE from burrow invite on the other machine)';
@@ -22,18 +23,11 @@ function aliasFor(offered: string, ticket: string, existing: Record<string, stri
 }
 
 export async function joinCommand(ctx: CliContext, args: string[]): Promise<number> {
-  const words: string[] = [];
-  let alias: string | undefined;
-  let force = false;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a === '--force') force = true;
-    else if (a === '--as') {
-      alias = args[++i];
-      if (alias === undefined) usage(USAGE);
-    } else if (a.startsWith('-')) usage(USAGE);
-    else words.push(a);
-  }
+  const given = scanFlags(args, { force: { type: 'boolean' }, as: { type: 'string' } }, () => usage(USAGE));
+  if (given.rest.length > 0) usage(USAGE); // a code has no words that look like flags
+  const words = given.positionals;
+  const force = hasFlag(given, 'force');
+  const alias = lastValue(given, 'as');
   if (words.length === 0) usage(USAGE);
   // Checked here so a typo costs nothing: a code that reaches the inviter is its one guess.
   const parsed = parseCode(words.join(' '));

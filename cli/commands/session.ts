@@ -10,6 +10,7 @@ import { isLocaleEnv, spawn } from '../../shared/lib.js';
 import { readAliases } from '../../shared/aliases.js';
 import { aliasCandidate, parseTarget } from '../../shared/target.js';
 import { connectDaemon, usage, type CliContext } from '../context.js';
+import { scanFlags } from '../flags.js';
 import { onSignal } from '../signals.js';
 import { useTerminal } from '../terminal.js';
 import { FORWARD_FLAGS, describeForward, requestForward, type ForwardType } from './forward.js';
@@ -104,57 +105,75 @@ function applyOption(a: SshArgs, text: string): void {
   }
 }
 
-/** Flags that take a value, attached (-p22, -oUser=x, -L8080:h:80) or as the next word. */
-const VALUE_FLAGS = new Set(['-L', '-R', '-D', '-p', '-l', '-o']);
+/** ssh's flags that burrow takes; one-letter switches group (-tt, -Nv), valued ones take -p22 or -p 22. */
+const SSH_FLAGS = {
+  t: { type: 'boolean', short: 't' },
+  T: { type: 'boolean', short: 'T' },
+  N: { type: 'boolean', short: 'N' },
+  v: { type: 'boolean', short: 'v' },
+  q: { type: 'boolean', short: 'q' },
+  L: { type: 'string', short: 'L' },
+  R: { type: 'string', short: 'R' },
+  D: { type: 'string', short: 'D' },
+  p: { type: 'string', short: 'p' },
+  l: { type: 'string', short: 'l' },
+  o: { type: 'string', short: 'o' },
+  h: { type: 'boolean', short: 'h' },
+  help: { type: 'boolean' },
+  session: { type: 'string' },
+  'reconnect-timeout': { type: 'string' },
+  'session-linger': { type: 'string' },
+} as const;
 
+/** Options before or after TARGET, as with ssh; the first word after TARGET starts the remote command. */
 export function parseSshArgs(args: string[]): SshArgs {
   const a: SshArgs = { rest: [], noCommand: false, sendEnv: [], verbose: false, help: false, forwards: [], sessionFlags: {} };
-  for (let i = 0; i < args.length; i++) {
-    const w = args[i] as string;
-    if (a.target !== undefined && a.rest.length > 0) {
-      a.rest.push(w);
-      continue;
+  const given = scanFlags(args, SSH_FLAGS, (m) => usage(`burrow ssh: ${m}`), { stopAt: 2, stopOn: ['h', 'help'] });
+  for (const { name, raw, value = '' } of given.flags) {
+    switch (name) {
+      case 'h':
+      case 'help':
+        a.help = true;
+        return a;
+      case 't':
+      case 'T':
+        a.forcePty = name === 't';
+        break;
+      case 'N':
+        a.noCommand = true;
+        break;
+      case 'v':
+        a.verbose = true;
+        break;
+      case 'L':
+      case 'R':
+      case 'D':
+        a.forwards.push({ type: FORWARD_FLAGS[raw] as ForwardType, spec: value });
+        break;
+      case 'p':
+        a.port = positiveInt('-p', value);
+        break;
+      case 'l':
+        a.user = value;
+        break;
+      case 'o':
+        applyOption(a, value);
+        break;
+      case 'session':
+        a.session = value;
+        break;
+      case 'reconnect-timeout':
+        a.sessionFlags.reconnectTimeoutMs = seconds(raw, value) * 1000;
+        break;
+      case 'session-linger':
+        a.sessionFlags.lingerSeconds = seconds(raw, value);
+        break;
+      // -q: accepted and moot (burrow prints no banner to quiet)
     }
-    if (w === '--') {
-      a.rest.push(...args.slice(i + 1));
-      break;
-    }
-    if (w === '-h' || w === '--help') {
-      a.help = true;
-      return a;
-    }
-    if (w === '--session' || w === '--reconnect-timeout' || w === '--session-linger') {
-      const value = args[++i] ?? usage(`burrow ssh: ${w} needs a value`);
-      if (w === '--session') a.session = value;
-      else if (w === '--reconnect-timeout') a.sessionFlags.reconnectTimeoutMs = seconds(w, value) * 1000;
-      else a.sessionFlags.lingerSeconds = seconds(w, value);
-      continue;
-    }
-    const flag = w.slice(0, 2);
-    if (w.startsWith('-') && VALUE_FLAGS.has(flag)) {
-      const value = w.length > 2 ? w.slice(2) : args[++i];
-      if (value === undefined) usage(`burrow ssh: ${flag} needs a value`);
-      const fwd = FORWARD_FLAGS[flag];
-      if (fwd) a.forwards.push({ type: fwd, spec: value });
-      else if (flag === '-p') a.port = positiveInt('-p', value);
-      else if (flag === '-l') a.user = value;
-      else applyOption(a, value);
-      continue;
-    }
-    if (/^-[tTNvq]+$/.test(w)) {
-      // Single-letter switches may be grouped, as with ssh (-tt, -Nv).
-      for (const c of w.slice(1)) {
-        if (c === 't') a.forcePty = true;
-        else if (c === 'T') a.forcePty = false;
-        else if (c === 'N') a.noCommand = true;
-        else if (c === 'v') a.verbose = true;
-      }
-      continue;
-    }
-    if (w.startsWith('-')) usage(`burrow ssh: unknown option ${w}`);
-    if (a.target === undefined) a.target = w;
-    else a.rest.push(w);
   }
+  const [target] = given.positionals;
+  if (target !== undefined) a.target = target;
+  a.rest = given.rest;
   return a;
 }
 

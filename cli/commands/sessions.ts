@@ -6,6 +6,7 @@ import { BurrowError, ErrorCodes, exitCodeFor, toBurrowError, type ErrorCode } f
 import type { IpcConnection } from '../../shared/ipc/client.js';
 import { errorFromFrame, type Frame } from '../../shared/ipc/frames.js';
 import { ask, connectDaemon, usage, type CliContext } from '../context.js';
+import { hasFlag, lastValue, scanFlags } from '../flags.js';
 import { useTerminal } from '../terminal.js';
 import { signalStatus } from '../../shared/fleet.js';
 import type { SessionInfo } from '../../shared/sessions.js';
@@ -68,17 +69,12 @@ export async function sessionsCommand(ctx: CliContext, args: string[]): Promise<
 }
 
 function parseAttachFlags(args: string[]): { words: string[]; readOnly: boolean; reconnectTimeoutMs?: number } {
-  const words: string[] = [];
-  let readOnly = false;
-  let reconnectTimeoutMs: number | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a === '--read-only') readOnly = true;
-    else if (a === '--reconnect-timeout') reconnectTimeoutMs = seconds(a, args[++i]) * 1000;
-    else if (a.startsWith('-')) usage(`burrow session attach: unknown option ${a}`);
-    else words.push(a);
-  }
-  return { words, readOnly, ...(reconnectTimeoutMs !== undefined ? { reconnectTimeoutMs } : {}) };
+  const given = scanFlags(args, { 'read-only': { type: 'boolean' }, 'reconnect-timeout': { type: 'string' } }, (m) =>
+    usage(m.startsWith('--reconnect-timeout') ? '--reconnect-timeout needs a whole number of seconds' : `burrow session attach: ${m}`),
+  );
+  const timeout = lastValue(given, 'reconnect-timeout');
+  const words = [...given.positionals, ...given.rest];
+  return { words, readOnly: hasFlag(given, 'read-only'), ...(timeout !== undefined ? { reconnectTimeoutMs: seconds('--reconnect-timeout', timeout) * 1000 } : {}) };
 }
 
 /** A whole number of seconds for a flag. */

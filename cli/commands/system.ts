@@ -5,11 +5,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
-import { BURROWD, PACKAGE_ROOT, usage, type CliContext } from '../context.js';
+import { packagePath } from '../../shared/package.js';
+import { BURROWD, usage, type CliContext } from '../context.js';
 
-const UNITS_DIR = fileURLToPath(new URL('systemd/', PACKAGE_ROOT));
+const UNITS_DIR = packagePath('systemd/');
 
 interface Plan {
   user: boolean;

@@ -1,16 +1,12 @@
 // burrow version (also -V, --version): this client's version, and the daemon's when one answers.
 // It never starts a daemon.
 
-import { readFileSync } from 'node:fs';
 import { IpcConnection } from '../../shared/ipc/client.js';
-import { PACKAGE_ROOT, type CliContext } from '../context.js';
-
-export function cliVersion(): string {
-  return (JSON.parse(readFileSync(new URL('package.json', PACKAGE_ROOT), 'utf8')) as { version: string }).version;
-}
+import { packageVersion } from '../../shared/package.js';
+import type { CliContext } from '../context.js';
 
 export async function versionCommand(ctx: CliContext, _args: string[]): Promise<number> {
-  process.stdout.write(`burrow ${cliVersion()}\n`);
+  process.stdout.write(`burrow ${packageVersion()}\n`);
   try {
     const c = await IpcConnection.connect({ socket: ctx.socket, timeoutMs: 1000 });
     const r = await c.request({ t: 'status' });

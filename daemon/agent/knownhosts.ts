@@ -4,7 +4,7 @@
 
 import { createHmac } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
-import { readTextOptionalAsync } from '../../shared/authlists.js';
+import { readTextOptionalAsync } from '../../shared/fsutil.js';
 import { BurrowError, ErrorCodes } from '../../shared/errors.js';
 import { fingerprint } from '../../shared/sshkey.js';
 
@@ -57,7 +57,7 @@ export async function checkKnownHost(files: KnownHostsFiles, host: string, port:
   const b64 = blob.toString('base64');
   let mismatch: string | undefined;
   for (const file of [files.user, files.own]) {
-    const lines = (await readTextOptionalAsync(file)).split('\n');
+    const lines = ((await readTextOptionalAsync(file)) ?? '').split('\n');
     for (let i = 0; i < lines.length; i++) {
       const fields = (lines[i] ?? '').trim().split(/\s+/);
       if (fields.length < 3 || (fields[0] ?? '').startsWith('#')) continue;

@@ -5,7 +5,7 @@
 
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { readTextOptional } from '../authlists.js';
+import { readTextOptional } from '../fsutil.js';
 import { ensurePrivateDir, writeFileAtomic } from '../fsutil.js';
 import { formatCode, type PairCode } from './code.js';
 
@@ -19,12 +19,12 @@ export const WRONG_CODE = 'code did not match (or someone else answered): ask fo
 const hashOf = (c: PairCode): string => createHash('sha256').update(`burrow/pair/1 spent ${formatCode(c)}`).digest('hex');
 
 export function isSpent(state: string, c: PairCode): boolean {
-  return readTextOptional(join(state, FILE)).split('\n').includes(hashOf(c));
+  return (readTextOptional(join(state, FILE)) ?? '').split('\n').includes(hashOf(c));
 }
 
 export function markSpent(state: string, c: PairCode): void {
   ensurePrivateDir(state);
-  const lines = readTextOptional(join(state, FILE)).split('\n').filter((l) => /^[0-9a-f]{64}$/.test(l));
+  const lines = (readTextOptional(join(state, FILE)) ?? '').split('\n').filter((l) => /^[0-9a-f]{64}$/.test(l));
   const h = hashOf(c);
   if (!lines.includes(h)) writeFileAtomic(join(state, FILE), [...lines, h].slice(-KEEP).join('\n') + '\n', 0o600);
 }

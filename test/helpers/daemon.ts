@@ -6,16 +6,14 @@ import { mkdtempSync, rmSync, writeFileSync, appendFileSync, mkdirSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../../shared/package.js';
 import { endpointKeyLine } from '../../shared/sshkey.js';
 
-// The repo root, whether this runs from test/ (vitest) or from dist/test/ (compiled fixtures).
-const ROOT = new URL(import.meta.url.includes('/dist/test/') ? '../../../' : '../../', import.meta.url);
-export const BURROWD = fileURLToPath(new URL('bin/burrowd.js', ROOT));
+export const BURROWD = packagePath('bin/burrowd.js');
 /** The CLI as users run it: bin/burrow, the native client that hands what it does not serve to Node. */
-export const BURROW = fileURLToPath(new URL('bin/burrow', ROOT));
+export const BURROW = packagePath('bin/burrow');
 /** The Node CLI alone (what bin/burrow falls back to). */
-export const BURROW_JS = fileURLToPath(new URL('bin/burrow.js', ROOT));
+export const BURROW_JS = packagePath('bin/burrow.js');
 
 export interface LogLine {
   event?: string;
@@ -63,7 +61,7 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
   const socket = join(dir, 'agent.sock');
   if (opts.endpoints) writeFileSync(join(state, 'authorized_endpoints'), opts.endpoints.join('\n') + '\n', { mode: 0o600 });
   if (opts.keys) writeFileSync(join(state, 'authorized_keys'), opts.keys.join('\n') + '\n', { mode: 0o600 });
-  const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--foreground', '--log-level', 'debug', ...(opts.args ?? [])];
+  const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--log-level', 'debug', ...(opts.args ?? [])];
   const proc = spawn(process.execPath, [BURROWD, ...args], { env: { ...process.env, HOME: home, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];

@@ -1,6 +1,7 @@
 // A command line run by bash in a real PTY, and a bounded wait for what it prints.
 
 import * as nodePty from '@lydell/node-pty';
+import { vi } from 'vitest';
 
 export interface PtyRun {
   term: nodePty.IPty;
@@ -24,11 +25,12 @@ export function bashInPty(script: string, env: Record<string, string>, cols = 80
     term,
     screen: () => screen,
     async until(re, ms = 15_000) {
-      const deadline = Date.now() + ms;
-      while (!re.test(screen)) {
-        if (Date.now() > deadline) throw new Error(`no ${re} on screen: ${JSON.stringify(screen.slice(-600))}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await vi.waitFor(
+        () => {
+          if (!re.test(screen)) throw new Error(`no ${re} on screen: ${JSON.stringify(screen.slice(-600))}`);
+        },
+        { timeout: ms, interval: 25 },
+      );
     },
   };
 }
