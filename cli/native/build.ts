@@ -8,19 +8,17 @@
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { ErrorCodes, exitCodeFor } from '../../shared/errors.js';
 import { HELLO_TIMEOUT_MS } from '../../shared/ipc/client.js';
 import { MAX_CHUNK, MAX_COMMAND, MAX_FRAME, PROTOCOL_VERSION, frameSpecs } from '../../shared/ipc/frames.js';
 import { LocaleEnv } from '../../shared/lib.js';
+import { packagePath } from '../../shared/package.js';
 import { SocketRules } from '../../shared/paths.js';
 import { ESCAPE_HELP } from '../commands/session.js';
 import { ATTACH_FINAL_ERRORS, RESUME_ENV } from '../commands/sessions.js';
 
-// Run from dist/cli/native/build.js: the repo root is three levels up.
-const ROOT = new URL('../../../', import.meta.url);
-const source = fileURLToPath(new URL('cli/native/burrow.c', ROOT));
-const outDir = fileURLToPath(new URL('dist/native/', ROOT));
+const source = packagePath('cli/native/burrow.c');
+const outDir = packagePath('dist/native/');
 const out = `${outDir}burrow`;
 const header = `${outDir}burrow_proto.h`;
 

@@ -118,14 +118,9 @@ export async function disconnectTarget(ctx: AgentContext, target: string): Promi
   return { closed: ctx.pool.disconnect(t.key), key: t.key };
 }
 
-const INFO_TTL_MS = 5000;
-const infoCache = new Map<string, { at: number; value: Record<string, unknown> }>();
-
-/** A host's facts from its burrow-info@burrow subsystem (burrow hosts only), cached briefly. */
+/** A host's facts from its burrow-info@burrow subsystem (burrow hosts only); the host caches them (host/info.ts). */
 export async function infoOf(ctx: AgentContext, target: string): Promise<Record<string, unknown>> {
   const t = await resolveTarget(target, ctx.state, ctx.defaultUser);
-  const hit = infoCache.get(t.key);
-  if (hit && Date.now() - hit.at < INFO_TTL_MS) return hit.value;
   const conn = await ctx.pool.get(t);
   let opened;
   try {
@@ -143,6 +138,5 @@ export async function infoOf(ctx: AgentContext, target: string): Promise<Record<
   } catch {
     throw new BurrowError(ErrorCodes.Internal, `${t.label} sent host info that is not JSON`);
   }
-  infoCache.set(t.key, { at: Date.now(), value });
   return value;
 }
