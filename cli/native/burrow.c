@@ -71,6 +71,16 @@ static void buf_reserve(buf_t *b, size_t n) {
   b->cap = cap;
 }
 
+/* Sends what the non-blocking socket takes now; a send error drops the rest, since the read side
+   then reports the loss with its own message. */
+static void send_pending(int s, buf_t *out) {
+  if (out->len <= out->off) return;
+  ssize_t w = send(s, out->p + out->off, out->len - out->off, MSG_NOSIGNAL);
+  if (w > 0) out->off += (size_t)w;
+  else if (w < 0 && errno != EAGAIN && errno != EINTR) out->off = out->len;
+  if (out->off == out->len) out->off = out->len = 0;
+}
+
 static void put(buf_t *b, const void *p, size_t n) {
   buf_reserve(b, n);
   memcpy(b->p + b->len, p, n);
@@ -784,12 +794,7 @@ static int run(int op, const char *sock_path, const char *target, const char *co
         encode_simple(&out, BURROW_T_EOF, NULL, NULL);
       }
     }
-    if (out.len > out.off) {
-      ssize_t w = send(s, out.p + out.off, out.len - out.off, MSG_NOSIGNAL);
-      if (w > 0) out.off += (size_t)w;
-      else if (w < 0 && errno != EAGAIN && errno != EINTR) out.off = out.len; /* the read side reports the loss */
-      if (out.off == out.len) out.off = out.len = 0;
-    }
+    send_pending(s, &out);
     if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       buf_compact(&in);
       buf_reserve(&in, 65536);
@@ -1030,12 +1035,7 @@ static int run_attach(const char *sock_path, const attach_t *a, int autostart) {
         stdin_open = 0; /* the session outlives our stdin */
       }
     }
-    if (out.len > out.off) {
-      ssize_t w = send(s, out.p + out.off, out.len - out.off, MSG_NOSIGNAL);
-      if (w > 0) out.off += (size_t)w;
-      else if (w < 0 && errno != EAGAIN && errno != EINTR) out.off = out.len; /* the read side reports the loss */
-      if (out.off == out.len) out.off = out.len = 0;
-    }
+    send_pending(s, &out);
     if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       buf_compact(&in);
       buf_reserve(&in, 65536);
