@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as nodePty from '@lydell/node-pty';
 import xtermHeadless from '@xterm/headless';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseDaemonArgs } from '../daemon/config.js';
 import type { KeeperSpec } from '../daemon/session/keeper.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
@@ -440,6 +440,8 @@ describe('--session-writer last-attach', () => {
       // The later client leaves: the earlier one writes again, and the PTY takes its size.
       b.pty.write('\r~d');
       expect(await b.exited).toBe(0);
+      // The client is gone once the keeper has seen its channel close, which may trail its exit.
+      await vi.waitFor(async () => expect((await list(agent, host.ticket)).find((r) => r.name === 'turns')?.clients).toBe(1), { timeout: 10_000, interval: 100 });
       a.pty.write('echo BACK-$((3+3)); stty size\r');
       await a.until(/BACK-6/);
       await a.until(/24 80/);
