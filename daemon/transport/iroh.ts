@@ -11,6 +11,10 @@ import { isEndpointId, isTicket } from '../../shared/target.js';
 import type { Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
 
+// PITFALL: the binding builds its tokio runtime when it loads and panics, aborting the process,
+// on a TOKIO_WORKER_THREADS that is not a positive integer (an empty one included): such a value
+// is dropped, so the machine's core count applies.
+if (process.env['TOKIO_WORKER_THREADS'] !== undefined && !/^[1-9][0-9]*$/.test(process.env['TOKIO_WORKER_THREADS'])) delete process.env['TOKIO_WORKER_THREADS'];
 // PITFALL: the package's `main` points at a file that does not exist; naming index.js directly
 // loads it without Node's deprecation warning.
 const iroh = createRequire(import.meta.url)('@number0/iroh/index.js') as typeof Iroh;
