@@ -57,7 +57,7 @@ describe('commands started by a spare', () => {
     const deadline = Date.now() + 5000;
     while (processesWithHome(host.home, host.proc.pid).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(processesWithHome(host.home, host.proc.pid).length).toBe(1); // the spare, ready for the next command
-    await host.stop('SIGTERM', { keepDir: true });
+    await host.stop();
     const gone = Date.now() + 5000;
     while (processesWithHome(host.home, host.proc.pid).length > 0 && Date.now() < gone) await new Promise((r) => setTimeout(r, 50));
     expect(processesWithHome(host.home, host.proc.pid)).toEqual([]);
