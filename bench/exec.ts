@@ -13,7 +13,7 @@ import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
-import { fmt, summarize, type Summary } from './stats.js';
+import { fmt, fmtRatio, pairRatios, summarize, type Summary } from './stats.js';
 
 function timeRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
   const t0 = performance.now();
@@ -96,13 +96,18 @@ async function main(): Promise<void> {
       `  cold  burrow -> sshd (tcp)   ${fmt(s(cold.tcp), 'ms')}   ratio to ssh ${ratio(cold.tcp, cold.ssh)}`,
       `  cold  burrow -> iroh host    ${fmt(s(cold.iroh), 'ms')}   ratio to ssh ${ratio(cold.iroh, cold.ssh)}`,
       `  round trip (library, no process start): sshd ${fmt(s(lib.tcp), 'ms')}; iroh host ${fmt(s(lib.iroh), 'ms')}`,
+      `  ratios of interleaved pairs (median, p10, p90):`,
+      `    warm iroh host / burrow -> sshd (tcp)  ${fmtRatio(pairRatios(warm.iroh, warm.tcp))}`,
+      `    warm iroh host / ssh ControlMaster     ${fmtRatio(pairRatios(warm.iroh, warm.ssh))}`,
+      `    warm burrow -> sshd (tcp) / ssh CM     ${fmtRatio(pairRatios(warm.tcp, warm.ssh))}`,
+      `    library iroh host / sshd (tcp)         ${fmtRatio(pairRatios(lib.iroh, lib.tcp))}`,
       `  cli   /bin/true              ${fmt(s(startup.spawn), 'ms')}   (starting any process from here: the floor)`,
       `  cli   node -e 0              ${fmt(s(startup.node), 'ms')}`,
       `  cli   burrow --help          ${fmt(s(startup.cliHelp), 'ms')}   (handed to Node: node + loading the CLI)`,
       `  cli   burrow status          ${fmt(s(startup.status), 'ms')}   (Node CLI + one IPC round trip)`,
     ];
     process.stdout.write(lines.join('\n') + '\n');
-    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh), nodeTcp: s(warm.nodeTcp) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { spawn: s(startup.spawn), node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) }, library: { tcp: s(lib.tcp), iroh: s(lib.iroh) } }) + '\n');
+    process.stdout.write(JSON.stringify({ bench: 'exec', warm: { ssh: s(warm.ssh), tcp: s(warm.tcp), iroh: s(warm.iroh), nodeTcp: s(warm.nodeTcp) }, cold: { ssh: s(cold.ssh), tcp: s(cold.tcp), iroh: s(cold.iroh) }, startup: { spawn: s(startup.spawn), node: s(startup.node), cliHelp: s(startup.cliHelp), status: s(startup.status) }, library: { tcp: s(lib.tcp), iroh: s(lib.iroh) }, ratio: { irohToTcp: pairRatios(warm.iroh, warm.tcp), irohToSsh: pairRatios(warm.iroh, warm.ssh), tcpToSsh: pairRatios(warm.tcp, warm.ssh), libraryIrohToTcp: pairRatios(lib.iroh, lib.tcp) } }) + '\n');
   } finally {
     await stopAllDaemons();
     await sshd.stop();

@@ -64,8 +64,14 @@ export interface TransportFigure {
   down: Summary;
 }
 
-/** Measure `rounds` rounds of `mib` MiB up then down against a server in another process (MiB/s). */
-export async function measureTransport(mib: number, rounds: number): Promise<TransportFigure> {
+/** The raw stream as a reference: a server process held open, measured round by round between other runs. */
+export interface RawStream {
+  /** One round of `mib` MiB up, then down, on a fresh stream (MiB/s each way). */
+  round(mib: number): Promise<{ up: number; down: number }>;
+  close(): Promise<void>;
+}
+
+export async function openRawStream(): Promise<RawStream> {
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const ticket = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout }).once('line', resolve);
@@ -73,24 +79,41 @@ export async function measureTransport(mib: number, rounds: number): Promise<Tra
   });
   const client = await bindLoopback();
   const conn = await client.dial(ticket, 10_000);
+  return {
+    async round(mib) {
+      const bytes = mib * 1024 * 1024;
+      const s = await conn.openStream();
+      const t0 = performance.now();
+      const back = drain(s);
+      await sendBytes(s, bytes);
+      const r = await back;
+      if (r.bytes !== bytes) throw new Error(`got ${r.bytes} bytes back, sent ${bytes}`);
+      // Upload ends when the server starts answering (it reads to end first); download is the rest.
+      return { up: mib / ((r.first - t0) / 1000), down: mib / ((r.last - r.first) / 1000) };
+    },
+    async close() {
+      conn.close();
+      await client.close();
+      child.stdin.end();
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+/** Measure `rounds` rounds of `mib` MiB up then down against a server in another process (MiB/s). */
+export async function measureTransport(mib: number, rounds: number): Promise<TransportFigure> {
+  const raw = await openRawStream();
   const up: number[] = [];
   const down: number[] = [];
-  const bytes = mib * 1024 * 1024;
-  for (let i = 0; i < rounds; i++) {
-    const s = await conn.openStream();
-    const t0 = performance.now();
-    const back = drain(s);
-    await sendBytes(s, bytes);
-    const r = await back;
-    if (r.bytes !== bytes) throw new Error(`got ${r.bytes} bytes back, sent ${bytes}`);
-    // Upload ends when the server starts answering (it reads to end first); download is the rest.
-    up.push(mib / ((r.first - t0) / 1000));
-    down.push(mib / ((r.last - r.first) / 1000));
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const r = await raw.round(mib);
+      up.push(r.up);
+      down.push(r.down);
+    }
+  } finally {
+    await raw.close();
   }
-  conn.close();
-  await client.close();
-  child.stdin.end();
-  await new Promise((r) => child.once('exit', r));
   return { up: summarize(up), down: summarize(down) };
 }
 

@@ -2,13 +2,14 @@
 // serving user. Requests that arrive before exec/shell (pty-req, env) shape the process; those
 // after it (window-change, signal) reach the running process.
 
-import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import * as nodePty from '@lydell/node-pty';
 import type { ServerChannel, Session, PseudoTtyInfo } from 'ssh2';
 import type { Logger } from '../log.js';
 import { serveSftp } from './sftp.js';
+import { startCommand } from './spare.js';
 import { hostInfo } from './info.js';
 import { INFO_SUBSYSTEM, LONG_EXEC_SUBSYSTEM } from '../ssh/subsystems.js';
 import { SSH_SIGNALS as SIGNALS, bareSignal } from '../../shared/signals.js';
@@ -192,7 +193,8 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
   });
   const start = (channel: ServerChannel, command: string | undefined): void => {
     started = true;
-    const childEnv: Record<string, string> = {
+    // What every session of this user from this remote gets; the session's env requests go over it.
+    const baseEnv: Record<string, string> = {
       HOME: ctx.user.home,
       USER: ctx.user.name,
       LOGNAME: ctx.user.name,
@@ -202,7 +204,6 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       // As sshd sets them, with endpoint ids where sshd has addresses and 0 for the ports.
       SSH_CLIENT: `${ctx.remote} 0 0`,
       SSH_CONNECTION: `${ctx.remote} 0 ${ctx.local ?? '0'} 0`,
-      ...env,
     };
     const run = shellCommand(ctx.user.shell, command);
     let args = run.args;
@@ -239,7 +240,7 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     channel.on('data', (d: Buffer) => (bytesIn += d.length));
 
     if (pty) {
-      childEnv['TERM'] = pty.term;
+      const childEnv: Record<string, string> = { ...baseEnv, ...env, TERM: pty.term };
       // SSH_TTY names the PTY, known only in the child: a small sh sets it, then becomes the shell.
       args = ['-c', 'SSH_TTY=$(tty) && export SSH_TTY; exec "$0" "$@"', run.file, ...args];
       const p = nodePty.spawn('/bin/sh', args, { name: pty.term, cols: pty.cols, rows: pty.rows, cwd: ctx.user.home, env: childEnv, encoding: null });
@@ -274,8 +275,8 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
 
     let child: ChildProcess;
     try {
-      // detached: the child leads its own process group, so signals reach everything it starts.
-      child = spawnChild(run.file, args, { cwd: ctx.user.home, env: childEnv, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      // Detached: the child leads its own process group, so signals reach everything it starts.
+      child = startCommand({ file: run.file, args, cwd: ctx.user.home, base: baseEnv, extra: env });
     } catch (err) {
       channel.stderr.write(`burrow: cannot start ${ctx.user.shell}: ${(err as Error).message}\n`);
       finish({ code: 127 });

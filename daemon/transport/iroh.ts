@@ -11,6 +11,10 @@ import { isEndpointId, isTicket } from '../../shared/target.js';
 import type { Logger } from '../log.js';
 import { withTimeout } from '../timeout.js';
 
+// PITFALL: the binding builds its tokio runtime when it loads and panics, aborting the process,
+// on a TOKIO_WORKER_THREADS that is not a positive integer (an empty one included): such a value
+// is dropped, so the machine's core count applies.
+if (process.env['TOKIO_WORKER_THREADS'] !== undefined && !/^[1-9][0-9]*$/.test(process.env['TOKIO_WORKER_THREADS'])) delete process.env['TOKIO_WORKER_THREADS'];
 // PITFALL: the package's `main` points at a file that does not exist; naming index.js directly
 // loads it without Node's deprecation warning.
 const iroh = createRequire(import.meta.url)('@number0/iroh/index.js') as typeof Iroh;
@@ -130,12 +134,23 @@ function endpointAddrOf(p: PeerAddr): Iroh.EndpointAddr {
 // (raw stream 9.9-12.0 MiB/s at 8 KiB vs 8.4-11.3 at 64 KiB, interleaved runs).
 const READ_SIZE = 8 * 1024;
 const WRITE_SLICE = 8 * 1024;
+// Bytes taken from writers before the batch waiting for its crossing holds them.
+const WRITE_BATCH = 8 * 1024;
 
 /** A Node Duplex over one QUIC bi-stream, with backpressure both ways and half-close. */
 export class IrohStream extends Duplex {
   bytesIn = 0;
   bytesOut = 0;
   private reading = false;
+  /** Written, not yet handed to iroh. */
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
+  /** A writeAll is in flight or about to be. */
+  private sending = false;
+  /** The callback of a write that filled the batch: called once its bytes are on their way. */
+  private held: ((err?: Error | null) => void) | undefined;
+  /** _final waits for the last batch. */
+  private onFlushed: (() => void) | undefined;
   // PITFALL: holding the connection here keeps it (and so its driver) alive for as long as the stream is used.
   constructor(
     readonly connection: IrohConnection,
@@ -145,24 +160,20 @@ export class IrohStream extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 256 * 1024 });
   }
 
-  // Resolves once QUIC has taken the bytes into its send window, so a full window holds the writer.
-  // Big chunks go in slices (WRITE_SLICE), so a keystroke waiting on the event loop waits for one
-  // slice's conversion, not a whole chunk's.
+  // Writes are taken at once while less than WRITE_BATCH bytes wait, and what is written in one
+  // tick crosses the binding as one writeAll: ssh2 sends exit-status, EOF and close as three
+  // packets in a row, and Node's default (each write waits for the one before to settle) cost a
+  // binding round trip per packet. One writeAll is in flight at a time; a write that fills the
+  // batch is held until the batch goes, so a full QUIC send window still holds the writer.
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    let off = 0;
-    const next = (): void => {
-      const slice = chunk.subarray(off, off + WRITE_SLICE);
-      off += slice.length;
-      this.send.writeAll(toIrohBytes(slice)).then(
-        () => {
-          this.bytesOut += slice.length;
-          if (off < chunk.length) next();
-          else cb();
-        },
-        (err: unknown) => cb(this.connection.errorFor(err, 'write')),
-      );
-    };
-    next();
+    this.queued.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (!this.sending) {
+      this.sending = true;
+      queueMicrotask(() => this.flush());
+    }
+    if (this.queuedBytes < WRITE_BATCH) cb();
+    else this.held = cb;
   }
 
   // Many small writes become one crossing of the binding.
@@ -170,11 +181,48 @@ export class IrohStream extends Duplex {
     this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
   }
 
+  // Big batches go in slices (WRITE_SLICE), so a keystroke waiting on the event loop waits for one
+  // slice's conversion, not a whole batch's. Each writeAll resolves once QUIC has taken the bytes.
+  private flush(): void {
+    if (this.destroyed) return;
+    const batch = this.queued.length === 1 ? (this.queued[0] as Buffer) : Buffer.concat(this.queued, this.queuedBytes);
+    this.queued = [];
+    this.queuedBytes = 0;
+    const held = this.held;
+    this.held = undefined;
+    held?.();
+    let off = 0;
+    const next = (): void => {
+      const slice = batch.subarray(off, off + WRITE_SLICE);
+      off += slice.length;
+      this.send.writeAll(toIrohBytes(slice)).then(
+        () => {
+          this.bytesOut += slice.length;
+          if (this.destroyed) return;
+          if (off < batch.length) return next();
+          if (this.queued.length > 0) return this.flush();
+          this.sending = false;
+          this.onFlushed?.();
+        },
+        (err: unknown) => {
+          this.sending = false;
+          if (!this.destroyed) this.destroy(this.connection.errorFor(err, 'write'));
+        },
+      );
+    };
+    next();
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
-    this.send.finish().then(
-      () => cb(),
-      (err: unknown) => cb(this.connection.errorFor(err, 'finish')),
-    );
+    const finish = (): void => {
+      this.onFlushed = undefined;
+      this.send.finish().then(
+        () => cb(),
+        (err: unknown) => cb(this.connection.errorFor(err, 'finish')),
+      );
+    };
+    if (this.sending) this.onFlushed = finish;
+    else finish();
   }
 
   override _read(): void {
