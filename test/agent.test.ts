@@ -135,6 +135,23 @@ describe('agent over iroh', () => {
     expect(frames[frames.length - 1]).toEqual({ t: 'exit', code: 0 });
   });
 
+  it('a client that stops reading and then goes away leaves no channel held open, and stdin after eof is dropped', async () => {
+    // The agent holds the channel while this client's socket is full; once the client is gone the
+    // channel must be let go (ssh2 never closes a channel that holds unread data).
+    const raw = connect(agent.socket);
+    await new Promise((r) => raw.once('connect', r));
+    raw.pause();
+    raw.write(encodeFrame({ t: 'hello', v: 1 }));
+    // stdin after eof: a write after end on the channel, which must not take the daemon down.
+    raw.write(Buffer.concat([encodeFrame({ t: 'exec', target: host.ticket, command: 'yes' }), encodeFrame({ t: 'eof' }), encodeFrame({ t: 'stdin', data: Buffer.from('late') })]));
+    const channels = async (): Promise<number | undefined> => (await status({ socket: agent.socket })).connections.find((c) => c.endpointId === host.endpointId)?.channels;
+    await vi.waitFor(async () => expect(await channels()).toBeGreaterThan(0), { timeout: 10_000, interval: 50 });
+    await new Promise((r) => setTimeout(r, 500)); // the socket fills and the channel is held
+    raw.destroy();
+    await vi.waitFor(async () => expect(await channels()).toBe(0), { timeout: 10_000, interval: 100 });
+    expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo still-serving'])).stdout).toBe('still-serving\n');
+  });
+
   it('holds stdin back when the remote is slow: bounded memory for a large upload', async () => {
     // 64 MiB through `cat > /dev/null` on the remote; the agent's RSS must stay far below the volume.
     const size = 64 * 1024 * 1024;

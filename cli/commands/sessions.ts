@@ -31,8 +31,9 @@ export const ATTACH_FINAL_ERRORS: readonly ErrorCode[] = [ErrorCodes.NotFound, E
 const FINAL = new Set<string>(ATTACH_FINAL_ERRORS);
 /**
  * Set by the native client (cli/native/burrow.c) when the connection of a session it had attached
- * is lost: the output offset it had shown. This process then reconnects from there, as after a
- * loss of its own; taken out of the environment so that nothing started later inherits it.
+ * is lost: `PID:OFFSET`, its pid (which exec kept) and the output offset it had shown. This
+ * process then reconnects from there, as after a loss of its own; taken out of the environment so
+ * that nothing started later inherits it.
  */
 export const RESUME_ENV = 'BURROW_SESSION_RESUME';
 const RETRY_FIRST_MS = 200;
@@ -110,7 +111,10 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
   const nl = interactive ? '\r\n' : '\n';
   const resume = process.env[RESUME_ENV];
   delete process.env[RESUME_ENV];
-  const resumeAt = resume !== undefined && /^\d+$/.test(resume) ? Number(resume) : undefined;
+  // PID:OFFSET from the native client that exec'd this process (same pid); any other value is
+  // stale, inherited from elsewhere, and ignored.
+  const handed = resume === undefined ? null : /^(\d+):(\d+)$/.exec(resume);
+  const resumeAt = handed && Number(handed[1]) === process.pid ? Number(handed[2]) : undefined;
 
   return new Promise<number>((resolve) => {
     let conn: IpcConnection | undefined;
@@ -202,8 +206,10 @@ export async function attachSession(ctx: CliContext, o: AttachOptions): Promise<
         t: 'session_open',
         target: o.target,
         name: o.name,
-        ...(o.create ? { create: true } : {}),
-        ...(o.command !== undefined ? { command: o.command } : {}),
+        // Only the first attach may create: a session that ended while we were away is not started
+        // again (that would run its command a second time); NotFound then ends the client.
+        ...(o.create && !attachedOnce ? { create: true } : {}),
+        ...(o.command !== undefined && !attachedOnce ? { command: o.command } : {}),
         ...(o.readOnly ? { readOnly: true } : {}),
         ...(offset !== undefined ? { offset } : {}),
         ...(o.lingerSeconds !== undefined ? { linger: o.lingerSeconds } : {}),

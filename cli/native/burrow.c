@@ -47,8 +47,11 @@ typedef struct {
   size_t len, cap, off; /* off: bytes already consumed from the front */
 } buf_t;
 
+static void tty_restore(int flush);
+
 static void die_oom(void) {
   static const char m[] = "burrow: Internal: out of memory\n";
+  tty_restore(0); /* an attached terminal is left as it was found, even here */
   (void)!write(2, m, sizeof m - 1);
   _exit(255);
 }
@@ -913,10 +916,12 @@ static int attach_final(const char *code) {
  * --reconnect-timeout), resuming at the offset shown here, so nothing is lost or doubled. Input
  * typed meanwhile is flushed with the terminal mode, never sent. */
 __attribute__((noreturn)) static void hand_over(int s, uint64_t offset) {
-  char v[24];
+  char v[48];
   close(s);
   tty_restore(1);
-  snprintf(v, sizeof v, "%llu", (unsigned long long)offset);
+  /* PID:OFFSET: exec keeps the pid, so the Node CLI can tell this hand-over from a stale value
+     inherited from some earlier process. */
+  snprintf(v, sizeof v, "%ld:%llu", (long)getpid(), (unsigned long long)offset);
   setenv(BURROW_RESUME_ENV, v, 1);
   fallback();
 }

@@ -17,6 +17,7 @@ import { pingClient, rejectWithReason } from '../ssh/private.js';
 import type { HostAuth } from './auth.js';
 import { serveForwarding, type ForwardPolicy } from './forwarding.js';
 import { HOST_SOFTWARE, killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
+import { enableSpares } from './spare.js';
 import { SessionKeepers, type SessionSettings } from '../session/host.js';
 import { SESSION_SUBSYSTEM } from '../ssh/subsystems.js';
 
@@ -91,6 +92,7 @@ export class Host {
   private readonly keepers: SessionKeepers | undefined;
 
   constructor(private readonly opts: HostOptions) {
+    enableSpares(true);
     this.limits = opts.limits ?? DEFAULT_HOST_LIMITS;
     if (opts.sessions && opts.backend.kind === 'builtin') this.keepers = new SessionKeepers(opts.sessions, this.user, opts.backend.acceptEnv, opts.log);
   }
@@ -405,6 +407,7 @@ export class Host {
 
   close(): void {
     this.closing = true;
+    enableSpares(false);
     for (const c of this.live) c.close('host is shutting down', CloseCode.Shutdown);
   }
 }

@@ -6,7 +6,8 @@
 // session's own variables and execs the program. The spare is refilled after each command ends.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, realpathSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { Socket } from 'node:net';
 
 export interface Launch {
@@ -46,6 +47,19 @@ interface Spare {
 }
 
 const spares: Spare[] = [];
+/** Set once the host stops: no refills, and the spares still held are retired. */
+let stopped = false;
+
+// Spares are used only where /bin/sh is a plain POSIX sh: bash as sh passes SHLVL and _ to what it
+// execs and treats some names (UID, EUID, BASH*) as read-only, so the command would not get the
+// environment a direct spawn gives it.
+const PLAIN_SH = ((): boolean => {
+  try {
+    return ['dash', 'busybox'].includes(basename(realpathSync('/bin/sh')));
+  } catch {
+    return false;
+  }
+})();
 
 const quote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 
@@ -63,14 +77,17 @@ function scriptFor(l: Launch): string | undefined {
   } catch {
     return undefined;
   }
-  const lines: string[] = [];
+  if (!PLAIN_SH || stopped) return undefined;
+  // The spare may be minutes old: enter the directory again, in case it was replaced since.
+  const lines: string[] = [`cd -- ${quote(l.cwd)} || exit 126`];
   for (const [k, v] of Object.entries(l.extra)) {
     if (!NAME.test(k) || SH_SPECIAL.has(k) || v.includes('\0')) return undefined;
     lines.push(`export ${k}=${quote(v)}`);
   }
   if ([l.file, ...l.args].some((a) => a.includes('\0'))) return undefined;
   // sh exports PWD to what it runs; a program spawned directly has none unless given one.
-  lines.push('unset PWD', `exec ${[l.file, ...l.args].map(quote).join(' ')}`);
+  // sh exports OLDPWD after the cd, too.
+  lines.push('unset PWD', ...('OLDPWD' in l.base ? [] : ['unset OLDPWD']), `exec ${[l.file, ...l.args].map(quote).join(' ')}`);
   const script = lines.join('\n') + '\n';
   return Buffer.byteLength(script) <= MAX_SCRIPT ? script : undefined;
 }
@@ -89,7 +106,6 @@ function startSpare(key: string, l: Launch): void {
   for (const s of child.stdio) (s as Socket | null)?.unref();
   const spare: Spare = { key, child, idle: setTimeout(() => retire(spare), SPARE_IDLE_MS).unref() };
   spares.push(spare);
-  while (spares.length > MAX_SPARES) retire(spares[0] as Spare);
 }
 
 function drop(spare: Spare): boolean {
@@ -128,10 +144,18 @@ export function startCommand(l: Launch): ChildProcess {
   // setImmediate: the refill forks the daemon, so it waits until the exit status has gone out.
   if (script !== undefined) {
     child.once('close', () => {
+      // No eviction: with more bases than spares, each command would fork twice (its own spawn
+      // and a refill) and take no spare; the first bases keep theirs until they idle out.
       setImmediate(() => {
-        if (!spares.some((s) => s.key === key)) startSpare(key, l);
+        if (!stopped && spares.length < MAX_SPARES && !spares.some((s) => s.key === key)) startSpare(key, l);
       });
     });
   }
   return child;
+}
+
+/** A host starting turns spares on; one stopping turns them off, retiring those held, so none is made while its commands are hung up. */
+export function enableSpares(on: boolean): void {
+  stopped = !on;
+  if (!on) for (const s of [...spares]) retire(s);
 }

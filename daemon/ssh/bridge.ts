@@ -16,6 +16,8 @@ export interface Sink<T> {
   /** false: full; the sources stay paused until onDrain. */
   write(item: T): boolean;
   onDrain(fn: () => void): void;
+  /** The sink is gone for good: no drain will come, so held sources are let go (their data is dropped). */
+  onClose?(fn: () => void): void;
 }
 
 /** What a full sink holds back: a stream, a channel, or a client's session (its socket is not read). */
@@ -27,12 +29,21 @@ export interface Source {
 /** A writer into `sink` that pauses `sources` while the sink is full and resumes them when it drains. */
 export function throttle<T>(sink: Sink<T>, ...sources: Source[]): (item: T) => void {
   let held = false;
-  sink.onDrain(() => {
+  let gone = false;
+  const release = (): void => {
     if (!held) return;
     held = false;
     for (const s of sources) s.resume();
+  };
+  sink.onDrain(release);
+  // A source held by a sink that has closed would keep its data, and an ssh2 channel holding
+  // unread data never reaches 'close': let it flow into nothing instead.
+  sink.onClose?.(() => {
+    gone = true;
+    release();
   });
   return (item) => {
+    if (gone) return;
     if (!sink.write(item) && !held) {
       held = true;
       for (const s of sources) s.pause();
@@ -40,9 +51,9 @@ export function throttle<T>(sink: Sink<T>, ...sources: Source[]): (item: T) => v
   };
 }
 
-export const streamSink = (w: Writable): Sink<Uint8Array> => ({ write: (d) => w.write(d), onDrain: (fn) => void w.on('drain', fn) });
+export const streamSink = (w: Writable): Sink<Uint8Array> => ({ write: (d) => w.write(d), onDrain: (fn) => void w.on('drain', fn), onClose: (fn) => void w.once('close', fn) });
 
-export const sessionSink = (s: IpcSession): Sink<Frame> => ({ write: (f) => s.send(f), onDrain: (fn) => s.onDrain(fn) });
+export const sessionSink = (s: IpcSession): Sink<Frame> => ({ write: (f) => s.send(f), onDrain: (fn) => s.onDrain(fn), onClose: (fn) => s.onClose(fn) });
 
 export interface SessionBridgeOptions {
   /** The remote's stderr (an SSH channel's extended data), sent as stderr frames. */
@@ -66,17 +77,18 @@ export function bridgeSession(session: IpcSession, remote: Duplex, opts: Session
   stderr?.on('data', (data: Buffer) => toClient({ t: 'stderr', data }));
   const toRemote = throttle(streamSink(remote), session);
   session.onFrame((f) => {
-    if (f.t === 'stdin') return toRemote(f.data);
+    // stdin after eof would be a write after end, an 'error' on the channel: dropped instead.
+    if (f.t === 'stdin') return remote.writableEnded ? undefined : toRemote(f.data);
     if (f.t === 'eof') return void remote.end();
     if (opts.control?.(f)) return;
     session.fail(new BurrowError(ErrorCodes.UnexpectedFrame, `${f.t} is not allowed on this session`));
     opts.abort();
   });
   return {
+    // read() hands what is buffered to the 'data' listeners above, which send it (read() emits 'data').
     flush: () => {
-      const rest = [remote.read() as Buffer | null, (stderr?.read() as Buffer | null | undefined) ?? null];
-      if (rest[0]) session.send({ t: 'stdout', data: rest[0] });
-      if (rest[1]) session.send({ t: 'stderr', data: rest[1] });
+      remote.read();
+      stderr?.read();
     },
   };
 }
