@@ -29,8 +29,8 @@ function timeRun(args: string[], env: NodeJS.ProcessEnv): number {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' } } });
   const runs = Number(values.runs);
-  const host = await startDaemon({ args: ['--host'] });
-  const agent = await startDaemon();
+  const host = await startDaemon({ args: ['--host'], logLevel: 'warn' });
+  const agent = await startDaemon({ logLevel: 'info' });
   try {
     host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
     mkdirSync(join(host.home, 'proj'));

@@ -25,9 +25,9 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { mib: { type: 'string', default: '64' }, rounds: { type: 'string', default: '5' } } });
   const mib = Number(values.mib);
   const rounds = Number(values.rounds);
-  const agent = await startDaemon();
+  const agent = await startDaemon({ logLevel: 'info' });
   const agentId = (await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim();
-  const host = await startDaemon({ args: ['--host'] });
+  const host = await startDaemon({ args: ['--host'], logLevel: 'warn' });
   try {
     host.authorizeKey(endpointKeyLine(agentId));
     const key = join(agent.dir, 'user_key');

@@ -28,8 +28,8 @@ async function main(): Promise<void> {
   const runs = Number(values.runs);
   const colds = Number(values.cold);
   const sshd = await startSshd();
-  const host = await startDaemon({ args: ['--host'] });
-  const agent = await startDaemon();
+  const host = await startDaemon({ args: ['--host'], logLevel: 'warn' });
+  const agent = await startDaemon({ logLevel: 'info' });
   const scratch = mkdtempSync(join(tmpdir(), 'burrow-bench-'));
   try {
     const agentKey = endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim());

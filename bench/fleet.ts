@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const colds = Number(values.cold);
   const load0 = loadavg().map((x) => x.toFixed(1)).join(' ');
   const sshd = await startSshd(['MaxStartups 200', 'MaxSessions 100']);
-  const agent = await startDaemon();
+  const agent = await startDaemon({ logLevel: 'info' });
   const scratch = mkdtempSync(join(tmpdir(), 'burrow-bench-fleet-'));
   try {
     const agentKey = endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim());
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     const names = Array.from({ length: n }, (_, i) => `box${i + 1}`);
     const hosts: RunningDaemon[] = [];
     // A few at a time: two cores start them.
-    for (let b = 0; b < n; b += 5) hosts.push(...(await Promise.all(names.slice(b, b + 5).map(() => startDaemon({ args: ['--host'] })))));
+    for (let b = 0; b < n; b += 5) hosts.push(...(await Promise.all(names.slice(b, b + 5).map(() => startDaemon({ args: ['--host'], logLevel: 'warn' })))));
     hosts.forEach((h, i) => {
       h.authorizeKey(agentKey);
       addAlias(agent.state, names[i] as string, h.ticket);

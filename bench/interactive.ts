@@ -120,8 +120,8 @@ async function main(): Promise<void> {
   const mib = Number(values.mib);
   const scratch = mkdtempSync(join(tmpdir(), 'burrow-bench-'));
   const sshd = await startSshd();
-  const host = await startDaemon({ args: ['--host'] });
-  const agent = await startDaemon();
+  const host = await startDaemon({ args: ['--host'], logLevel: 'warn' });
+  const agent = await startDaemon({ logLevel: 'info' });
   const sink = await startSink();
   // A daemon that dies mid-run says why here (its JSON log lines are kept by the helper).
   let finished = false;

@@ -83,8 +83,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '20' }, reconnects: { type: 'string', default: '5' } } });
   const runs = Number(values.runs);
   const reconnects = Number(values.reconnects);
-  const agent = await startDaemon();
-  const host = await startDaemon({ args: ['--host'] });
+  const agent = await startDaemon({ logLevel: 'info' });
+  const host = await startDaemon({ args: ['--host'], logLevel: 'warn' });
   const keeperPids: number[] = [];
   try {
     host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));

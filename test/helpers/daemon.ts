@@ -48,6 +48,13 @@ export interface DaemonOpts {
   env?: Record<string, string>;
   /** Reuse a directory from an earlier daemon (same state, so the same endpoint id). */
   dir?: string;
+  /**
+   * Default debug, which tests read. Benches that block their event loop (spawnSync) pass 'warn'
+   * for hosts and 'info' for agents (whose start is seen by the ready line): the daemon's stderr
+   * is a pipe this process drains, and a full pipe stalls the daemon's logging and so the daemon
+   * (about 80 execs' worth of debug lines).
+   */
+  logLevel?: 'debug' | 'info' | 'warn';
 }
 
 const running = new Set<RunningDaemon>();
@@ -61,7 +68,7 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
   const socket = join(dir, 'agent.sock');
   if (opts.endpoints) writeFileSync(join(state, 'authorized_endpoints'), opts.endpoints.join('\n') + '\n', { mode: 0o600 });
   if (opts.keys) writeFileSync(join(state, 'authorized_keys'), opts.keys.join('\n') + '\n', { mode: 0o600 });
-  const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--log-level', 'debug', ...(opts.args ?? [])];
+  const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--log-level', opts.logLevel ?? 'debug', ...(opts.args ?? [])];
   const proc = spawn(process.execPath, [BURROWD, ...args], { env: { ...process.env, HOME: home, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
