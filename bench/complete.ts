@@ -3,7 +3,6 @@
 // Also the whole `burrow __complete` process against `burrow exec TARGET -- true`.
 //   node dist/bench/complete.js [--runs 30]
 
-import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -12,17 +11,11 @@ import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { fmt, summarize } from './stats.js';
+import { timeRun } from './run.js';
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await fn();
-  return performance.now() - t0;
-}
-
-function timeRun(args: string[], env: NodeJS.ProcessEnv): number {
-  const t0 = performance.now();
-  const r = spawnSync(BURROW, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`burrow ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return performance.now() - t0;
 }
 
@@ -50,8 +43,8 @@ async function main(): Promise<void> {
     const c: number[] = [];
     const d: number[] = [];
     for (let i = 0; i < Math.min(runs, 15); i++) {
-      c.push(timeRun(['__complete', '1', 'cp', `${host.ticket}:proj/file-1`], env));
-      d.push(timeRun(['exec', host.ticket, '--', 'true'], env));
+      c.push(await timeRun(BURROW, ['__complete', '1', 'cp', `${host.ticket}:proj/file-1`], env));
+      d.push(await timeRun(BURROW, ['exec', host.ticket, '--', 'true'], env));
     }
     const [sa, sb, sc, sd] = [summarize(a), summarize(b), summarize(c), summarize(d)];
     console.log(`daemon ls of 50 entries, warm: ${fmt(sa, 'ms', 2)}`);

@@ -3,7 +3,6 @@
 // measured in the same round: rounds interleave raw and burrow, and the ratio's spread is over rounds.
 //   node dist/bench/cp.js [--mib 64] [--rounds 5]
 
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,14 +11,8 @@ import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { keygen } from '../test/helpers/sshd.js';
 import { fmt, fmtRatio, pairRatios, summarize } from './stats.js';
+import { timeRun } from './run.js';
 import { openRawStream } from './transport.js';
-
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
-  const t0 = performance.now();
-  const r = spawnSync(cmd, args, { env, encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return (performance.now() - t0) / 1000;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { mib: { type: 'string', default: '64' }, rounds: { type: 'string', default: '5' } } });
@@ -54,11 +47,11 @@ async function main(): Promise<void> {
         const base = await raw.round(mib);
         r.rawUp.push(base.up);
         r.rawDown.push(base.down);
-        r.cpUp.push(mib / timed(BURROW, ['cp', local, `box:${remote}`], env));
-        r.cpDown.push(mib / timed(BURROW, ['cp', `box:${remote}`, join(work, 'down')], env));
+        r.cpUp.push(mib * 1000 / await timeRun(BURROW, ['cp', local, `box:${remote}`], env));
+        r.cpDown.push(mib * 1000 / await timeRun(BURROW, ['cp', `box:${remote}`, join(work, 'down')], env));
         rmSync(remote);
-        r.scpUp.push(mib / timed('scp', ['-F', config, local, `box.burrow:${remote}`], env));
-        r.scpDown.push(mib / timed('scp', ['-F', config, `box.burrow:${remote}`, join(work, 'down')], env));
+        r.scpUp.push(mib * 1000 / await timeRun('scp', ['-F', config, local, `box.burrow:${remote}`], env));
+        r.scpDown.push(mib * 1000 / await timeRun('scp', ['-F', config, `box.burrow:${remote}`, join(work, 'down')], env));
         rmSync(remote);
       }
     } finally {

@@ -4,7 +4,6 @@
 // shared machine hits both alike. Also what the CLI's own start-up costs.
 //   node dist/bench/exec.js [--runs 30] [--cold 5]
 
-import { spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,15 +12,8 @@ import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
+import { runQuiet, timeRun } from './run.js';
 import { fmt, fmtRatio, pairRatios, summarize, type Summary } from './stats.js';
-
-function timeRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
-  const t0 = performance.now();
-  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  const ms = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '30' }, cold: { type: 'string', default: '5' } } });
@@ -39,29 +31,29 @@ async function main(): Promise<void> {
     const tcpTarget = `${sshd.user}@127.0.0.1:${sshd.port}`;
     const cm = join(scratch, 'cm');
     const sshArgs = [...sshMasterOpts(sshd, cm, scratch), `${sshd.user}@127.0.0.1`];
-    const ssh = (): number => timeRun('ssh', [...sshArgs, 'true'], process.env);
-    const burrowTcp = (): number => timeRun(BURROW, ['exec', tcpTarget, '--', 'true'], env);
-    const burrowIroh = (): number => timeRun(BURROW, ['exec', host.ticket, '--', 'true'], env);
+    const ssh = (): Promise<number> => timeRun('ssh', [...sshArgs, 'true'], process.env);
+    const burrowTcp = (): Promise<number> => timeRun(BURROW, ['exec', tcpTarget, '--', 'true'], env);
+    const burrowIroh = (): Promise<number> => timeRun(BURROW, ['exec', host.ticket, '--', 'true'], env);
     // The Node CLI alone, for what the native client saves.
-    const nodeTcp = (): number => timeRun(process.execPath, [BURROW_JS, 'exec', tcpTarget, '--', 'true'], env);
-    const dropSsh = (): void => void spawnSync('ssh', [...sshArgs.slice(0, -1), '-O', 'exit', `${sshd.user}@127.0.0.1`], { stdio: 'ignore' });
-    const dropBurrow = (t: string): void => void spawnSync(BURROW, ['disconnect', t], { env, stdio: 'ignore' });
+    const nodeTcp = (): Promise<number> => timeRun(process.execPath, [BURROW_JS, 'exec', tcpTarget, '--', 'true'], env);
+    const dropSsh = (): Promise<void> => runQuiet('ssh', [...sshArgs.slice(0, -1), '-O', 'exit', `${sshd.user}@127.0.0.1`]);
+    const dropBurrow = (t: string): Promise<void> => runQuiet(BURROW, ['disconnect', t], env);
 
     const cold = { ssh: [] as number[], tcp: [] as number[], iroh: [] as number[] };
     for (let i = 0; i < colds; i++) {
-      dropSsh();
-      dropBurrow(tcpTarget);
-      dropBurrow(host.ticket);
-      cold.ssh.push(ssh());
-      cold.tcp.push(burrowTcp());
-      cold.iroh.push(burrowIroh());
+      await dropSsh();
+      await dropBurrow(tcpTarget);
+      await dropBurrow(host.ticket);
+      cold.ssh.push(await ssh());
+      cold.tcp.push(await burrowTcp());
+      cold.iroh.push(await burrowIroh());
     }
     const warm = { ssh: [] as number[], tcp: [] as number[], iroh: [] as number[], nodeTcp: [] as number[] };
     for (let i = 0; i < runs; i++) {
-      warm.ssh.push(ssh());
-      warm.tcp.push(burrowTcp());
-      warm.iroh.push(burrowIroh());
-      warm.nodeTcp.push(nodeTcp());
+      warm.ssh.push(await ssh());
+      warm.tcp.push(await burrowTcp());
+      warm.iroh.push(await burrowIroh());
+      warm.nodeTcp.push(await nodeTcp());
     }
     // The round trip itself, with no process start: the library API in this process, through the
     // daemon and the held connection (warm), against the same sshd (tcp) and the iroh host.
@@ -77,12 +69,12 @@ async function main(): Promise<void> {
     // The CLI's fixed cost: node itself, then node loading burrow's CLI (help: no daemon round trip).
     const startup = { spawn: [] as number[], node: [] as number[], cliHelp: [] as number[], status: [] as number[] };
     for (let i = 0; i < runs; i++) {
-      startup.spawn.push(timeRun('/bin/true', [], env));
-      startup.node.push(timeRun(process.execPath, ['-e', '0'], env));
-      startup.cliHelp.push(timeRun(BURROW, ['--help'], env));
-      startup.status.push(timeRun(BURROW, ['status'], env));
+      startup.spawn.push(await timeRun('/bin/true', [], env));
+      startup.node.push(await timeRun(process.execPath, ['-e', '0'], env));
+      startup.cliHelp.push(await timeRun(BURROW, ['--help'], env));
+      startup.status.push(await timeRun(BURROW, ['status'], env));
     }
-    dropSsh();
+    await dropSsh();
 
     const s = (xs: number[]): Summary => summarize(xs);
     const ratio = (a: number[], b: number[]): string => (s(a).median / s(b).median).toFixed(2);

@@ -4,7 +4,6 @@
 // hosts). Rounds interleave the three so drift on a shared machine hits them alike.
 //   node dist/bench/fleet.js [--hosts 50] [--runs 7] [--cold 3] [--slow 3]
 
-import { spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,32 +16,12 @@ import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons, type RunningDaemon } from '../test/helpers/daemon.js';
 import { sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
 import { fmt, summarize, type Summary } from './stats.js';
-
-// No single run may hang the bench.
-const RUN_LIMIT_MS = 120_000;
-
-function timeRun(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
-  const t0 = performance.now();
-  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: RUN_LIMIT_MS });
-  const ms = performance.now() - t0;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return ms;
-}
+import { runQuiet, timeRun } from './run.js';
 
 /** Start every command at once; the time until the last has exited. */
 async function timeParallel(runs: { cmd: string; args: string[] }[]): Promise<number> {
   const t0 = performance.now();
-  await Promise.all(
-    runs.map(
-      ({ cmd, args }) =>
-        new Promise<void>((resolve, reject) => {
-          const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: RUN_LIMIT_MS });
-          let err = '';
-          p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-          p.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} failed (${code}): ${err}`))));
-        }),
-    ),
-  );
+  await Promise.all(runs.map(({ cmd, args }) => timeRun(cmd, args)));
   return performance.now() - t0;
 }
 
@@ -74,8 +53,12 @@ async function main(): Promise<void> {
     // 50 masters, made a few at a time (sshd throttles many unauthenticated connections).
     for (let b = 0; b < n; b += 10) await timeParallel(names.slice(b, b + 10).map((_, k) => ({ cmd: 'ssh', args: [...sshArgs(b + k), 'true'] })));
     const sshParallel = (cmd = 'true'): Promise<number> => timeParallel(names.map((_, i) => ({ cmd: 'ssh', args: [...sshArgs(i), cmd] })));
-    const fleet = (cmd = 'true'): number => timeRun(BURROW, ['exec', '@fleet', '--', cmd], env);
-    const sequential = (cmd = 'true'): number => names.reduce((ms, name) => ms + timeRun(BURROW, ['exec', name, '--', cmd], env), 0);
+    const fleet = (cmd = 'true'): Promise<number> => timeRun(BURROW, ['exec', '@fleet', '--', cmd], env);
+    const sequential = async (cmd = 'true'): Promise<number> => {
+      let ms = 0;
+      for (const name of names) ms += await timeRun(BURROW, ['exec', name, '--', cmd], env);
+      return ms;
+    };
     const library = async (): Promise<number> => {
       const t0 = performance.now();
       const rs = await execMany('@fleet', 'true', { socket: agent.socket, state: agent.state });
@@ -87,12 +70,12 @@ async function main(): Promise<void> {
     const cold: number[] = [];
     for (let i = 0; i < colds; i++) {
       await dropAll();
-      cold.push(fleet());
+      cold.push(await fleet());
     }
     const warm = { fleet: [] as number[], seq: [] as number[], ssh: [] as number[], lib: [] as number[] };
     for (let i = 0; i < runs; i++) {
-      warm.fleet.push(fleet());
-      warm.seq.push(sequential());
+      warm.fleet.push(await fleet());
+      warm.seq.push(await sequential());
       warm.ssh.push(await sshParallel());
       warm.lib.push(await library());
     }
@@ -101,11 +84,11 @@ async function main(): Promise<void> {
     const SLOW = 'sleep 0.1';
     const slow = { fleet: [] as number[], seq: [] as number[], ssh: [] as number[] };
     for (let i = 0; i < slowRuns; i++) {
-      slow.fleet.push(fleet(SLOW));
-      slow.seq.push(sequential(SLOW));
+      slow.fleet.push(await fleet(SLOW));
+      slow.seq.push(await sequential(SLOW));
       slow.ssh.push(await sshParallel(SLOW));
     }
-    for (let i = 0; i < n; i++) spawnSync('ssh', [...sshArgs(i).slice(0, -1), '-O', 'exit', `${sshd.user}@127.0.0.1`], { stdio: 'ignore' });
+    for (let i = 0; i < n; i++) await runQuiet('ssh', [...sshArgs(i).slice(0, -1), '-O', 'exit', `${sshd.user}@127.0.0.1`]);
 
     const s = (xs: number[]): Summary => summarize(xs);
     const per = (xs: number[]): number[] => xs.map((x) => x / n);

@@ -3,7 +3,7 @@
 // OpenSSH (one ControlMaster to a local sshd), measured in the same run.
 //   node dist/bench/interactive.js [--samples 60] [--gap 20] [--mib 256]
 
-import { spawn as spawnChild, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, openSync, closeSync, ftruncateSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -16,6 +16,7 @@ import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { freePort, keygen, sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
 import { fmt, summarize, type Summary } from './stats.js';
+import { runQuiet } from './run.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -161,7 +162,7 @@ async function main(): Promise<void> {
     const cm = join(scratch, 'cm');
     const sshOpts = sshMasterOpts(sshd, cm, scratch);
     const dest = `${sshd.user}@127.0.0.1`;
-    spawnSync('ssh', [...sshOpts, dest, 'true'], { stdio: 'ignore' });
+    await runQuiet('ssh', [...sshOpts, dest, 'true']);
     const scpOpts = ['-q', '-F', 'none', '-i', sshd.clientKeyPath, '-P', String(sshd.port), '-o', `ControlPath=${cm}`, '-o', 'ControlMaster=no', '-o', `UserKnownHostsFile=${join(scratch, 'known_hosts')}`, '-o', 'BatchMode=yes'];
 
     // The interactive probes: a `cat` on each side, kept open for the whole run.
@@ -177,7 +178,7 @@ async function main(): Promise<void> {
     const burrowFwdPort = await freePort();
     await runCli(agent.cliEnv, ['forward', 'add', 'box', '-L', `${burrowFwdPort}:127.0.0.1:${sink.port}`]);
     const sshFwdPort = await freePort();
-    spawnSync('ssh', [...sshOpts, '-O', 'forward', '-L', `${sshFwdPort}:127.0.0.1:${sink.port}`, dest], { stdio: 'ignore' });
+    await runQuiet('ssh', [...sshOpts, '-O', 'forward', '-L', `${sshFwdPort}:127.0.0.1:${sink.port}`, dest]);
 
     type Row = { name: string; burrow?: Summary; ssh?: Summary };
     const rows: Row[] = [];
@@ -221,7 +222,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ bench: 'interactive', samples, gap, mib, rows }) + '\n');
     burrowCat.stdin.end();
     sshCat.stdin!.end();
-    spawnSync('ssh', [...sshOpts, '-O', 'exit', dest], { stdio: 'ignore' });
+    await runQuiet('ssh', [...sshOpts, '-O', 'exit', dest]);
   } finally {
     finished = true;
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');

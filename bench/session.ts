@@ -4,7 +4,7 @@
 // and with its output ring full, and the CPU time it spends on heavy output.
 //   node dist/bench/session.js [--runs 20] [--reconnects 5]
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,15 +15,9 @@ import { exec } from '../shared/lib.js';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { fmt, summarize } from './stats.js';
+import { timeRun } from './run.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function timeRun(args: string[], env: NodeJS.ProcessEnv): number {
-  const t0 = performance.now();
-  const r = spawnSync(BURROW, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`burrow ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
-  return performance.now() - t0;
-}
 
 /** A CLI process whose output we watch. */
 function watch(args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; out: () => string; until: (re: RegExp, ms?: number) => Promise<number> } {
@@ -94,7 +88,7 @@ async function main(): Promise<void> {
     const maker = watch(['ssh', t, '--session', 'bench', 'echo BENCH-READY; exec sleep 100000'], env);
     await maker.until(/BENCH-READY/);
     maker.proc.kill('SIGKILL');
-    timeRun(['exec', t, '--', 'true'], env); // warm the connection
+    await timeRun(BURROW, ['exec', t, '--', 'true'], env); // warm the connection
 
     const list = async (): Promise<{ name: string; keeperPid: number; pid: number }[]> => JSON.parse((await runCli(agent.cliEnv, ['session', 'list', t, '--json'])).stdout) as { name: string; keeperPid: number; pid: number }[];
     for (const s of await list()) keeperPids.push(s.keeperPid);
@@ -106,10 +100,10 @@ async function main(): Promise<void> {
     const libE: number[] = [];
     const status: number[] = [];
     for (let i = 0; i < runs; i++) {
-      execTrue.push(timeRun(['exec', t, '--', 'true'], env));
+      execTrue.push(await timeRun(BURROW, ['exec', t, '--', 'true'], env));
       // What the Node CLI costs before any work: both attach and exec run in the native client,
       // the Node CLI only takes over a lost attach; this shows what attach cost before.
-      status.push(timeRun(['status'], env));
+      status.push(await timeRun(BURROW, ['status'], env));
       const t0 = performance.now();
       const w = watch(['session', 'attach', t, 'bench', '--read-only'], env);
       const t1 = await w.until(/BENCH-READY/);
