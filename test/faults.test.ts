@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as nodePty from '@lydell/node-pty';
 import ssh2, { type ClientChannel } from 'ssh2';
-import { longExecSupport, openChannel } from '../daemon/ssh/channels.js';
+import { longExecSupport, spareChannelSupport, openChannel } from '../daemon/ssh/channels.js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { identityFromSeed } from '../daemon/identity.js';
 import { HOST_SOFTWARE, shellCommand } from '../daemon/host/session.js';
@@ -294,12 +294,16 @@ describe('the long command as the host reads and runs it', () => {
     }
   });
 
-  it('the host names its software burrow_0.2: an older burrow host (0.1, no exec@burrow) is told apart for a clear error', () => {
-    expect(HOST_SOFTWARE).toBe('burrow_0.2');
+  it('the host names its software burrow_0.3: an older burrow host (0.1, no exec@burrow) is told apart for a clear error, and only 0.3 on gets spare channels', () => {
+    expect(HOST_SOFTWARE).toBe('burrow_0.3');
     expect(longExecSupport(HOST_SOFTWARE)).toBe('yes');
+    expect(longExecSupport('burrow_0.2')).toBe('yes');
     expect(longExecSupport('burrow_0.1')).toBe('old-burrow');
     expect(longExecSupport('burrow_1.0')).toBe('yes');
     expect(longExecSupport('OpenSSH_9.6p1')).toBe('no');
+    expect(spareChannelSupport(HOST_SOFTWARE)).toBe(true);
+    expect(spareChannelSupport('burrow_1.0')).toBe(true);
+    for (const old of ['burrow_0.2', 'burrow_0.1', 'OpenSSH_9.6p1', '']) expect(spareChannelSupport(old)).toBe(false);
   });
 
   it('over 64 KiB: a POSIX shell joins the pieces ($0 still the user shell, helper variable gone); another shell gets it whole', () => {

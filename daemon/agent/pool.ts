@@ -12,7 +12,7 @@ import { BurrowError, ErrorCodes, firstLine } from '../../shared/errors.js';
 import { MAX_COMMAND } from '../../shared/ipc/frames.js';
 import type { ConnectionStatus } from '../../shared/status.js';
 import type { Logger } from '../log.js';
-import { longExecSupport, openChannel, openForwardChannel, openSftpChannel, openSubsystemChannel, type OpenedChannel, type OpenedSession, type OpenedSftp, type SessionRequest } from '../ssh/channels.js';
+import { longExecSupport, openChannel, SpareChannel, spareChannelSupport, openForwardChannel, openSftpChannel, openSubsystemChannel, type OpenedChannel, type OpenedSession, type OpenedSftp, type SessionRequest } from '../ssh/channels.js';
 import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.js';
 import { remoteSoftware } from '../ssh/private.js';
 import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
@@ -74,6 +74,8 @@ export class PooledConnection {
   lastActive = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly waiters: (() => void)[] = [];
+  /** A session channel opened ahead of the next command, once this connection has run one. */
+  private spare: SpareChannel | undefined;
 
   constructor(
     readonly target: ResolvedTarget,
@@ -90,6 +92,23 @@ export class PooledConnection {
   /** The server's software version from its SSH ident (e.g. burrow_0.1, OpenSSH_9.6). */
   get serverSoftware(): string {
     return remoteSoftware(this.client);
+  }
+
+  /**
+   * The spare channel, if one is ready, for a command without a PTY. Only to burrow hosts that
+   * count a channel once it is started (spareChannelSupport); spares are not in `channels`.
+   */
+  takeSpare(): SpareChannel | undefined {
+    if (this.dead || !this.spare?.ready || !spareChannelSupport(this.serverSoftware)) return undefined;
+    const s = this.spare;
+    this.spare = undefined;
+    return s;
+  }
+
+  /** Open a spare for the next command, unless one is open or opening. Called in the tick a command's requests are sent, so that its open leaves with them. */
+  refillSpare(): void {
+    if (this.dead || this.spare?.pending || !spareChannelSupport(this.serverSoftware)) return;
+    this.spare = new SpareChannel(this.client);
   }
 
   /** Wait until a channel closes (or the connection dies). */
@@ -278,7 +297,11 @@ export class Pool extends EventEmitter {
       // An older burrow host would drop the whole connection on a packet over 35,000 bytes.
       if (support === 'old-burrow') throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} runs an older burrow (${conn.serverSoftware}), which takes commands of up to ${SAFE_EXEC_BYTES} bytes: update burrow there, or pass the rest as stdin`);
       if (bytes > OPENSSH_EXEC_BYTES) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} takes commands of up to ${OPENSSH_EXEC_BYTES} bytes in one SSH packet`);
-      return openChannel(conn.client, req, 'exec');
+      // A command without a PTY (what scripts and fleets run) takes the channel opened ahead.
+      const spare = req.command !== undefined && !req.pty ? conn.takeSpare() : undefined;
+      const opened = spare && req.command !== undefined ? spare.start({ ...req, command: req.command }) : openChannel(conn.client, req, 'exec');
+      conn.refillSpare();
+      return opened;
     });
   }
 

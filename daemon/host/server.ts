@@ -259,20 +259,27 @@ export class Host {
             return;
           }
           sessions++;
-          this.sessionsServed++;
-          this.running++;
+          // Counted as served and running once a request starts it: an agent opens a channel
+          // ahead of its next command (spare channels), and an idle one must not hold a stop.
+          let started = false;
+          const onStart = (): void => {
+            if (started) return;
+            started = true;
+            this.sessionsServed++;
+            this.running++;
+          };
           let ended = false;
           const end = (): void => {
             if (ended) return;
             ended = true;
             sessions--;
-            this.sessionEnded();
+            if (started) this.sessionEnded();
           };
           openSessions.add(end);
           const session = accept();
           const keepers = this.keepers;
           const subsystems = keepers ? { [SESSION_SUBSYSTEM]: (ch: import('ssh2').ServerChannel) => keepers.serve(ch, remote) } : undefined;
-          serveSession(session, { user: this.user, remote, local: this.opts.identity.endpointId, acceptEnv: backend.acceptEnv, log, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))), ...(subsystems ? { subsystems } : {}) }, () => {
+          serveSession(session, { user: this.user, remote, local: this.opts.identity.endpointId, acceptEnv: backend.acceptEnv, log, onStart, track: (p) => (procs.add(p), void p.done.then(() => procs.delete(p))), ...(subsystems ? { subsystems } : {}) }, () => {
             openSessions.delete(end);
             end();
           });

@@ -35,6 +35,8 @@ export interface SessionContext {
   track: (p: RunningProcess) => void;
   /** Further subsystems served on this connection (e.g. persistent sessions), by name. */
   subsystems?: Readonly<Record<string, (channel: ServerChannel) => void>>;
+  /** The channel's first request that starts something (exec, shell, sftp, a subsystem): until then it is an idle channel opened ahead, not a session. */
+  onStart?: () => void;
 }
 
 /** What a connection needs to hang up a process when it drops. */
@@ -43,8 +45,11 @@ export interface RunningProcess {
   readonly done: Promise<void>;
 }
 
-/** The host's SSH software version. burrow_0.1 hosts lack exec@burrow; from burrow_0.2 on they serve it. */
-export const HOST_SOFTWARE = 'burrow_0.2';
+/**
+ * The host's SSH software version. burrow_0.1 hosts lack exec@burrow; from burrow_0.2 on they
+ * serve it; from burrow_0.3 on a session channel counts once a request starts it (spare channels).
+ */
+export const HOST_SOFTWARE = 'burrow_0.3';
 /** Longest command taken that way (as the agent's MAX_COMMAND, with room). */
 const LONG_EXEC_MAX = 1024 * 1024;
 // Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN): a longer command goes to a
@@ -309,13 +314,21 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     });
   };
 
-  session.on('exec', (accept, _reject, info) => start(accept(), info.command));
-  session.on('shell', (accept) => start(accept(), undefined));
+  session.on('exec', (accept, _reject, info) => {
+    ctx.onStart?.();
+    start(accept(), info.command);
+  });
+  session.on('shell', (accept) => {
+    ctx.onStart?.();
+    start(accept(), undefined);
+  });
   session.on('sftp', (accept) => {
+    ctx.onStart?.();
     ctx.log.info({ event: 'session_start', remote: ctx.remote, kind: 'sftp' }, 'session start');
     serveSftp(accept(), { home: ctx.user.home, remote: ctx.remote, log: ctx.log });
   });
   session.on('subsystem', (accept, reject, info) => {
+    ctx.onStart?.();
     if (info.name === LONG_EXEC_SUBSYSTEM && !started) {
       started = true; // no second exec on this channel, and no pty-req from now on
       const ch = accept();

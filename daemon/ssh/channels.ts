@@ -36,11 +36,54 @@ export interface OpenedSftp {
   closed: Promise<void>;
 }
 
+/** The burrow version in a server's SSH software version (burrow_0.3 → [0, 3]); undefined for other servers. */
+function burrowVersion(software: string): [number, number] | undefined {
+  const m = /^burrow_(\d+)\.(\d+)/.exec(software);
+  return m ? [Number(m[1]), Number(m[2])] : undefined;
+}
+
+const atLeast = (v: [number, number], major: number, minor: number): boolean => v[0] > major || (v[0] === major && v[1] >= minor);
+
 /** What a server's SSH software version says about long commands: burrow's exec@burrow from 0.2 on. */
 export function longExecSupport(software: string): 'yes' | 'old-burrow' | 'no' {
-  const m = /^burrow_(\d+)\.(\d+)/.exec(software);
-  if (!m) return 'no';
-  return Number(m[1]) > 0 || Number(m[2]) >= 2 ? 'yes' : 'old-burrow';
+  const v = burrowVersion(software);
+  if (!v) return 'no';
+  return atLeast(v, 0, 2) ? 'yes' : 'old-burrow';
+}
+
+/**
+ * Whether a session channel may be opened ahead of time (SpareChannel): burrow hosts from 0.3 on
+ * count a channel as a session only once a request starts it. An older host, or OpenSSH, would
+ * count an idle one against its limits and wait for it before a graceful stop.
+ */
+export function spareChannelSupport(software: string): boolean {
+  const v = burrowVersion(software);
+  return v !== undefined && atLeast(v, 0, 3);
+}
+
+type SessionCallback = (err: Error | undefined, ch: ClientChannel) => void;
+
+/**
+ * The callback that turns ssh2's answer to a session request into an OpenedSession. ssh2 may
+ * deliver exit-status and close in the same chunk as the confirmation, before any promise
+ * continuation runs: listeners go on here, synchronously, or those events are lost.
+ */
+function sessionCallback(req: SessionRequest, how: 'exec' | 'stdin', resolve: (o: OpenedSession) => void, reject: (err: Error) => void): SessionCallback {
+  return (err, ch) => {
+    if (err) return reject(err);
+    let exit: { code: number } | { signal: string } | undefined;
+    ch.on('exit', (code: number | null, signal?: string) => {
+      exit = signal ? { signal: bareSignal(signal) } : { code: code ?? 255 };
+    });
+    const closed = closeOf(ch);
+    if (how === 'stdin') {
+      const cmd = Buffer.from(req.command ?? '');
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(cmd.length);
+      ch.write(Buffer.concat([len, cmd]));
+    }
+    resolve({ channel: ch, exit: () => exit, closed });
+  };
 }
 
 /**
@@ -49,23 +92,7 @@ export function longExecSupport(software: string): 'yes' | 'old-burrow' | 'no' {
  */
 export function openChannel(client: SshClient, req: SessionRequest, how: 'exec' | 'stdin' = 'exec'): Promise<OpenedSession> {
   return new Promise((resolve, reject) => {
-    // ssh2 may deliver exit-status and close in the same chunk as the open confirmation, before
-    // any promise continuation runs: listeners go on here, synchronously, or those events are lost.
-    const cb = (err: Error | undefined, ch: ClientChannel): void => {
-      if (err) return reject(err);
-      let exit: { code: number } | { signal: string } | undefined;
-      ch.on('exit', (code: number | null, signal?: string) => {
-        exit = signal ? { signal: bareSignal(signal) } : { code: code ?? 255 };
-      });
-      const closed = closeOf(ch);
-      if (how === 'stdin') {
-        const cmd = Buffer.from(req.command ?? '');
-        const len = Buffer.alloc(4);
-        len.writeUInt32BE(cmd.length);
-        ch.write(Buffer.concat([len, cmd]));
-      }
-      resolve({ channel: ch, exit: () => exit, closed });
-    };
+    const cb = sessionCallback(req, how, resolve, reject);
     try {
       if (req.command === undefined) client.shell(req.pty ?? false, { env: req.env ?? {} }, cb);
       else if (how === 'stdin') openLongExec(client, req, cb);
@@ -74,6 +101,68 @@ export function openChannel(client: SshClient, req: SessionRequest, how: 'exec' 
       reject(err instanceof Error ? err : new Error(String(err)));
     }
   });
+}
+
+/**
+ * A session channel opened ahead of time, so that the next command skips the open's round trip:
+ * its env and exec requests go out at once, and the exec's answer is the first the command waits
+ * for (two round trips become one). ssh2 has no public way to open a bare session channel, so
+ * this is its exec() with a one-time marker that the protocol hook holds back instead of sending:
+ * the channel stays open, requested nothing, until start() sends the real requests under it.
+ */
+export class SpareChannel {
+  /** The channel's id once its open was confirmed. */
+  private id: number | undefined;
+  private handler: SessionCallback | undefined;
+  private gone = false;
+
+  constructor(private readonly client: SshClient) {
+    const hooks = execHooks(client);
+    const marker = `\0burrow-spare ${randomUUID()}`;
+    hooks.held.set(marker, (chan) => (this.id = chan));
+    try {
+      // No env, no pty: those are the started command's, sent by start().
+      client.exec(marker, {}, (err, ch) => {
+        hooks.held.delete(marker);
+        // Before start(): the open failed, or the channel closed while idle (ssh2 fails its
+        // pending request then), so this spare is done.
+        if (!this.handler) this.gone = true;
+        else this.handler(err, ch);
+      });
+    } catch {
+      hooks.held.delete(marker);
+      this.gone = true;
+    }
+  }
+
+  /** Open, idle and not yet taken. */
+  get ready(): boolean {
+    return !this.gone && this.id !== undefined && this.handler === undefined;
+  }
+
+  /** Still opening, or ready. */
+  get pending(): boolean {
+    return !this.gone && this.handler === undefined;
+  }
+
+  /** Start a command without a PTY on this channel, once (check `ready` first). */
+  start(req: SessionRequest & { command: string }): Promise<OpenedSession> {
+    const id = this.id;
+    if (id === undefined || !this.ready) return Promise.reject(new Error('the spare channel is not ready'));
+    return new Promise((resolve, reject) => {
+      this.handler = sessionCallback(req, 'exec', resolve, reject);
+      const { proto, exec } = execHooks(this.client);
+      try {
+        for (const [k, v] of Object.entries(req.env ?? {})) proto.env(id, k, v, false);
+        // The answer to this exec runs the callback ssh2 queued for the marker's exec.
+        exec.call(proto, id, req.command, true);
+      } catch (err) {
+        this.handler = undefined;
+        this.gone = true;
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
 }
 
 /** Open a subsystem channel (e.g. burrow-info@burrow). */
@@ -125,35 +214,50 @@ const closeOf = (ch: ClientChannel): Promise<void> => new Promise<void>((r) => c
  * long command goes through exec() with a one-time marker that our hook on the protocol turns
  * into the subsystem request, for that channel only (other channels may be opening meanwhile).
  */
-function openLongExec(client: SshClient, req: SessionRequest, cb: (err: Error | undefined, ch: ClientChannel) => void): void {
-  const markers = longExecMarkers(client);
+function openLongExec(client: SshClient, req: SessionRequest, cb: SessionCallback): void {
+  const { held } = execHooks(client);
   const marker = `\0burrow-long-exec ${randomUUID()}`;
-  markers.add(marker);
+  held.set(marker, function (this: ExecProtocol, chan, wantReply) {
+    this.subsystem(chan, LONG_EXEC_SUBSYSTEM, wantReply);
+  });
   try {
     client.exec(marker, { ...(req.pty ? { pty: req.pty } : {}), env: req.env ?? {} }, (err, ch) => {
-      markers.delete(marker); // used, or the channel never got that far
+      held.delete(marker); // used, or the channel never got that far
       cb(err, ch);
     });
   } catch (err) {
-    markers.delete(marker);
+    held.delete(marker);
     throw err;
   }
 }
 
-const hooked = new WeakMap<ExecProtocol, Set<string>>();
+/** What a marker's exec request does instead of being sent. */
+type HeldExec = (this: ExecProtocol, chan: number, wantReply: boolean) => void;
 
-/** The pending markers of a client, hooking its protocol's exec request once. */
-function longExecMarkers(client: SshClient): Set<string> {
+interface ExecHooks {
+  proto: ExecProtocol;
+  /** The protocol's own exec, for requests sent under a held channel. */
+  exec: ExecProtocol['exec'];
+  /** Pending markers, each used once. */
+  held: Map<string, HeldExec>;
+}
+
+const hooked = new WeakMap<ExecProtocol, ExecHooks>();
+
+/** A client's exec hooks, hooking its protocol's exec request once. */
+function execHooks(client: SshClient): ExecHooks {
   const proto = execProtocol(client);
-  let markers = hooked.get(proto);
-  if (markers) return markers;
-  const pending = new Set<string>();
-  const orig = proto.exec;
+  const known = hooked.get(proto);
+  if (known) return known;
+  const hooks: ExecHooks = { proto, exec: proto.exec, held: new Map() };
   proto.exec = function (this: ExecProtocol, chan: number, cmd: string, wantReply: boolean): void {
-    if (pending.delete(cmd)) return this.subsystem(chan, LONG_EXEC_SUBSYSTEM, wantReply);
-    orig.call(this, chan, cmd, wantReply);
+    const held = hooks.held.get(cmd);
+    if (held) {
+      hooks.held.delete(cmd);
+      return held.call(this, chan, wantReply);
+    }
+    hooks.exec.call(this, chan, cmd, wantReply);
   };
-  hooked.set(proto, pending);
-  markers = pending;
-  return markers;
+  hooked.set(proto, hooks);
+  return hooks;
 }

@@ -29,15 +29,17 @@ export function signalChannel(ch: ClientChannel, name: string): void {
 export interface ExecProtocol {
   exec(chan: number, cmd: string, wantReply: boolean): void;
   subsystem(chan: number, name: string, wantReply: boolean): void;
+  env(chan: number, key: string, value: string, wantReply: boolean): void;
 }
 
 /**
  * A client's protocol object, to hook its exec request (ssh2's exec() sends env and pty-req first,
- * its subsys() neither). A change must fail here, never send a marker as a command.
+ * its subsys() neither; it cannot open a session channel without a request). A change must fail
+ * here, never send a marker as a command.
  */
 export function execProtocol(client: SshClient): ExecProtocol {
   const proto = (client as unknown as { _protocol?: ExecProtocol })._protocol;
-  if (typeof proto?.exec !== 'function' || typeof proto.subsystem !== 'function') throw new BurrowError(ErrorCodes.Internal, 'this ssh2 has no exec/subsystem on its protocol: long commands need the pinned ssh2');
+  if (typeof proto?.exec !== 'function' || typeof proto.subsystem !== 'function' || typeof proto.env !== 'function') throw new BurrowError(ErrorCodes.Internal, 'this ssh2 has no exec/subsystem/env on its protocol: long commands and spare channels need the pinned ssh2');
   return proto;
 }
 
