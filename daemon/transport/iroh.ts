@@ -112,6 +112,11 @@ export function parseTicket(ticket: string): PeerAddr {
   }
 }
 
+/** A ticket naming `peer`: its id and the addresses given (throws BadTarget on a bad id). */
+export function ticketOf(peer: PeerAddr): string {
+  return iroh.EndpointTicket.fromAddr(endpointAddrOf(peer)).toString();
+}
+
 function peerAddrOf(a: Iroh.EndpointAddr): PeerAddr {
   const relayUrl = a.relayUrl();
   return { id: a.id().toString(), direct: a.directAddresses(), ...(relayUrl ? { relayUrl } : {}) };
@@ -450,7 +455,7 @@ export class IrohTransport {
   }
 
   ticket(): string {
-    return iroh.EndpointTicket.fromAddr(endpointAddrOf(this.addr())).toString();
+    return ticketOf(this.addr());
   }
 
   /** Dial a peer by ticket, endpoint id or PeerAddr, within `timeoutMs` (on the SSH ALPN unless told). */

@@ -41,6 +41,8 @@ export interface RunningDaemon {
 
 export interface DaemonOpts {
   args?: string[];
+  /** A command that execs the daemon, e.g. nsenter into a network namespace (a bench's isolated host). */
+  prefix?: string[];
   /** Lines for state/authorized_endpoints written before start. */
   endpoints?: string[];
   /** Lines for state/authorized_keys written before start. */
@@ -69,7 +71,8 @@ export async function startDaemon(opts: DaemonOpts = {}): Promise<RunningDaemon>
   if (opts.endpoints) writeFileSync(join(state, 'authorized_endpoints'), opts.endpoints.join('\n') + '\n', { mode: 0o600 });
   if (opts.keys) writeFileSync(join(state, 'authorized_keys'), opts.keys.join('\n') + '\n', { mode: 0o600 });
   const args = ['--state', state, '--socket', socket, '--relay', 'disabled', '--bind', '127.0.0.1:0', '--log-level', opts.logLevel ?? 'debug', ...(opts.args ?? [])];
-  const proc = spawn(process.execPath, [BURROWD, ...args], { env: { ...process.env, HOME: home, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [...(opts.prefix ?? []), process.execPath, BURROWD, ...args];
+  const proc = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, HOME: home, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let stderrText = '';
