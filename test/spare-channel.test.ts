@@ -31,6 +31,22 @@ async function recordingServer(): Promise<{ seen: Seen; port: number; close: () 
           seen.requests.push(`${n} env ${info.key}=${info.val}`);
           acc?.();
         });
+        session.on('pty', (acc, _rej, info) => {
+          seen.requests.push(`${n} pty ${(info as { term?: string }).term} ${info.cols}x${info.rows}`);
+          acc?.();
+        });
+        session.on('shell', (acc) => {
+          seen.requests.push(`${n} shell`);
+          const ch = acc();
+          ch.write('shell-up\n');
+          ch.exit(0);
+          ch.end();
+        });
+        session.on('subsystem', (acc, _rej, info) => {
+          seen.requests.push(`${n} subsystem ${info.name}`);
+          const ch = acc();
+          ch.end('sub-up\n');
+        });
         session.on('exec', (acc, _rej, info) => {
           seen.requests.push(`${n} exec ${info.command}`);
           const ch = acc();
@@ -72,7 +88,7 @@ describe('spare channel (ssh2 wire)', () => {
       await waitFor('spare ready', () => spare.ready);
       expect(seen.opens).toBe(1);
       expect(seen.requests).toEqual([]); // the marker never left this process
-      const opened = await spare.start({ command: 'echo spare-run', env: { LANG: 'C.UTF-8' } });
+      const opened = await spare.startSession({ command: 'echo spare-run', env: { LANG: 'C.UTF-8' } });
       expect(spare.ready).toBe(false);
       let out = '';
       opened.channel.on('data', (d: Buffer) => (out += d.toString()));
@@ -82,12 +98,37 @@ describe('spare channel (ssh2 wire)', () => {
       expect(seen.opens).toBe(1);
       expect(seen.requests).toEqual(['1 env LANG=C.UTF-8', '1 exec echo spare-run']);
       // Taken once only.
-      await expect(spare.start({ command: 'echo again' })).rejects.toThrow(/not ready/);
+      await expect(spare.startSession({ command: 'echo again' })).rejects.toThrow(/not ready/);
       // An ordinary exec on the same client is untouched by the hook.
       const plain = await openChannel(client, { command: 'echo plain' });
       plain.channel.resume();
       await plain.closed;
       expect(seen.requests.at(-1)).toBe('2 exec echo plain');
+    } finally {
+      client.end();
+      await close();
+    }
+  });
+
+  it('a shell with a PTY, and a subsystem, start on spares too: pty-req before the shell, no reply asked', async () => {
+    const { seen, port, close } = await recordingServer();
+    const client = await connect(port);
+    try {
+      const first = new SpareChannel(client);
+      const second = new SpareChannel(client);
+      await waitFor('spares ready', () => first.ready && second.ready);
+      const shell = await first.startSession({ pty: { term: 'xterm-256color', cols: 100, rows: 30 } });
+      let out = '';
+      shell.channel.on('data', (d: Buffer) => (out += d.toString()));
+      await shell.closed;
+      expect(out).toBe('shell-up\n');
+      const sub = await second.startSubsystem('demo@burrow');
+      let subOut = '';
+      sub.channel.on('data', (d: Buffer) => (subOut += d.toString()));
+      await sub.closed;
+      expect(subOut).toBe('sub-up\n');
+      expect(seen.opens).toBe(2);
+      expect(seen.requests).toEqual(['1 pty xterm-256color 100x30', '1 shell', '2 subsystem demo@burrow']);
     } finally {
       client.end();
       await close();
@@ -103,7 +144,7 @@ describe('spare channel (ssh2 wire)', () => {
       client.end();
       await waitFor('spare gone', () => !spare.pending);
       expect(spare.ready).toBe(false);
-      await expect(spare.start({ command: 'echo late' })).rejects.toThrow(/not ready/);
+      await expect(spare.startSession({ command: 'echo late' })).rejects.toThrow(/not ready/);
     } finally {
       await close();
     }

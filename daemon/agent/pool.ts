@@ -95,7 +95,7 @@ export class PooledConnection {
   }
 
   /**
-   * The spare channel, if one is ready, for a command without a PTY. Only to burrow hosts that
+   * The spare channel, if one is ready, for a session or subsystem. Only to burrow hosts that
    * count a channel once it is started (spareChannelSupport); spares are not in `channels`.
    */
   takeSpare(): SpareChannel | undefined {
@@ -297,9 +297,9 @@ export class Pool extends EventEmitter {
       // An older burrow host would drop the whole connection on a packet over 35,000 bytes.
       if (support === 'old-burrow') throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} runs an older burrow (${conn.serverSoftware}), which takes commands of up to ${SAFE_EXEC_BYTES} bytes: update burrow there, or pass the rest as stdin`);
       if (bytes > OPENSSH_EXEC_BYTES) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} takes commands of up to ${OPENSSH_EXEC_BYTES} bytes in one SSH packet`);
-      // A command without a PTY (what scripts and fleets run) takes the channel opened ahead.
-      const spare = req.command !== undefined && !req.pty ? conn.takeSpare() : undefined;
-      const opened = spare && req.command !== undefined ? spare.start({ ...req, command: req.command }) : openChannel(conn.client, req, 'exec');
+      // The channel opened ahead, when there is one: the session waits one round trip, not two.
+      const spare = conn.takeSpare();
+      const opened = spare ? spare.startSession(req) : openChannel(conn.client, req, 'exec');
       conn.refillSpare();
       return opened;
     });
@@ -307,7 +307,12 @@ export class Pool extends EventEmitter {
 
   /** Open a subsystem channel (e.g. burrow-info@burrow) on the pooled connection. */
   openSubsystem(c: PooledConnection, name: string): Promise<OpenedChannel & Reopened> {
-    return this.openTracked(c, `subsystem ${name}`, ({ client }) => openSubsystemChannel(client, name));
+    return this.openTracked(c, `subsystem ${name}`, (conn) => {
+      const spare = conn.takeSpare();
+      const opened = spare ? spare.startSubsystem(name) : openSubsystemChannel(conn.client, name);
+      conn.refillSpare();
+      return opened;
+    });
   }
 
   /** Open an SFTP channel on the pooled connection. */

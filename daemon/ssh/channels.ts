@@ -145,23 +145,46 @@ export class SpareChannel {
     return !this.gone && this.handler === undefined;
   }
 
-  /** Start a command without a PTY on this channel, once (check `ready` first). */
-  start(req: SessionRequest & { command: string }): Promise<OpenedSession> {
-    const id = this.id;
-    if (id === undefined || !this.ready) return Promise.reject(new Error('the spare channel is not ready'));
-    return new Promise((resolve, reject) => {
-      this.handler = sessionCallback(req, 'exec', resolve, reject);
-      const { proto, exec } = execHooks(this.client);
-      try {
+  /**
+   * Start a session on this channel, once (check `ready` first): its env and pty-req go first
+   * without a reply asked (a burrow host refuses neither before a start; OpenSSH's client does
+   * not wait for them either), then the exec or shell whose answer completes this.
+   */
+  startSession(req: SessionRequest): Promise<OpenedSession> {
+    return new Promise((resolve, reject) =>
+      this.use(sessionCallback(req, 'exec', resolve, reject), reject, (proto, exec, id) => {
         for (const [k, v] of Object.entries(req.env ?? {})) proto.env(id, k, v, false);
-        // The answer to this exec runs the callback ssh2 queued for the marker's exec.
-        exec.call(proto, id, req.command, true);
-      } catch (err) {
-        this.handler = undefined;
-        this.gone = true;
-        reject(err instanceof Error ? err : new Error(String(err)));
-      }
-    });
+        const p = req.pty;
+        if (p) proto.pty(id, p.rows ?? 24, p.cols ?? 80, p.height ?? 480, p.width ?? 640, p.term ?? 'vt100', p.modes ?? null, false);
+        if (req.command === undefined) proto.shell(id, true);
+        else exec.call(proto, id, req.command, true);
+      }),
+    );
+  }
+
+  /** Start a subsystem (e.g. burrow-session) on this channel, once (check `ready` first). */
+  startSubsystem(name: string): Promise<OpenedChannel> {
+    return new Promise((resolve, reject) =>
+      this.use(
+        (err, ch) => (err ? reject(err) : resolve({ channel: ch, closed: closeOf(ch) })),
+        reject,
+        (proto, _exec, id) => proto.subsystem(id, name, true),
+      ),
+    );
+  }
+
+  /** The answer to the request `send` sends runs the callback ssh2 queued for the marker's exec: `handler`. */
+  private use(handler: SessionCallback, reject: (err: Error) => void, send: (proto: ExecProtocol, exec: ExecProtocol['exec'], id: number) => void): void {
+    const id = this.id;
+    if (id === undefined || !this.ready) return reject(new Error('the spare channel is not ready'));
+    this.handler = handler;
+    const { proto, exec } = execHooks(this.client);
+    try {
+      send(proto, exec, id);
+    } catch (err) {
+      this.gone = true;
+      reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 }
 

@@ -30,6 +30,8 @@ export interface ExecProtocol {
   exec(chan: number, cmd: string, wantReply: boolean): void;
   subsystem(chan: number, name: string, wantReply: boolean): void;
   env(chan: number, key: string, value: string, wantReply: boolean): void;
+  pty(chan: number, rows: number, cols: number, height: number, width: number, term: string, modes: unknown, wantReply: boolean): void;
+  shell(chan: number, wantReply: boolean): void;
 }
 
 /**
@@ -39,7 +41,7 @@ export interface ExecProtocol {
  */
 export function execProtocol(client: SshClient): ExecProtocol {
   const proto = (client as unknown as { _protocol?: ExecProtocol })._protocol;
-  if (typeof proto?.exec !== 'function' || typeof proto.subsystem !== 'function' || typeof proto.env !== 'function') throw new BurrowError(ErrorCodes.Internal, 'this ssh2 has no exec/subsystem/env on its protocol: long commands and spare channels need the pinned ssh2');
+  if (typeof proto?.exec !== 'function' || typeof proto.subsystem !== 'function' || typeof proto.env !== 'function' || typeof proto.pty !== 'function' || typeof proto.shell !== 'function') throw new BurrowError(ErrorCodes.Internal, 'this ssh2 has no exec/subsystem/env/pty/shell on its protocol: long commands and spare channels need the pinned ssh2');
   return proto;
 }
 
