@@ -90,7 +90,11 @@ async function main(): Promise<void> {
     maker.proc.kill('SIGKILL');
     await timeRun(BURROW, ['exec', t, '--', 'true'], env); // warm the connection
 
-    const list = async (): Promise<{ name: string; keeperPid: number; pid: number }[]> => JSON.parse((await runCli(agent.cliEnv, ['session', 'list', t, '--json'])).stdout) as { name: string; keeperPid: number; pid: number }[];
+    const list = async (): Promise<{ name: string; keeperPid: number; pid: number }[]> => {
+      const r = await runCli(agent.cliEnv, ['session', 'list', t, '--json']);
+      if (r.code !== 0) throw new Error(`session list failed (${r.code}): ${r.stderr}`);
+      return JSON.parse(r.stdout) as { name: string; keeperPid: number; pid: number }[];
+    };
     for (const s of await list()) keeperPids.push(s.keeperPid);
 
     // Attach: CLI start to the screen drawn, interleaved with a warm exec of `true`.
