@@ -506,6 +506,16 @@ static int fail(const char *code, const char *fmt, const char *arg) {
 
 static int g_sigpipe[2] = {-1, -1};
 
+/* Wait on the daemon socket (and its writability while frames wait), stdin and the signal pipe.
+ * stdin is read only when the last frame has gone out: the socket's buffer is our window. */
+static int poll_session(struct pollfd pf[3], int s, const buf_t *out, int stdin_open) {
+  int want_stdin = stdin_open && out->len == out->off;
+  pf[0] = (struct pollfd){s, (short)(POLLIN | (out->len > out->off ? POLLOUT : 0)), 0};
+  pf[1] = (struct pollfd){want_stdin ? 0 : -1, POLLIN, 0};
+  pf[2] = (struct pollfd){g_sigpipe[0], POLLIN, 0};
+  return poll(pf, 3, -1);
+}
+
 /* The first ^C goes to the remote command; a second one ends us here, for a remote that ignores it
  * or a daemon that has stopped reading. TERM and HUP end us at once, like ssh: our socket closes,
  * the daemon closes the channel and the host hangs up the remote command. */
@@ -772,14 +782,8 @@ static int run(int op, const char *sock_path, const char *target, const char *co
       }
     }
     if (in.off == in.len) in.off = in.len = 0;
-    /* stdin is read only when the last frame has gone out: the socket's buffer is our window. */
-    int want_stdin = stdin_open && out.len == out.off;
-    struct pollfd pf[3] = {
-        {s, (short)(POLLIN | (out.len > out.off ? POLLOUT : 0)), 0},
-        {want_stdin ? 0 : -1, POLLIN, 0},
-        {g_sigpipe[0], POLLIN, 0},
-    };
-    if (poll(pf, 3, -1) < 0) {
+    struct pollfd pf[3];
+    if (poll_session(pf, s, &out, stdin_open) < 0) {
       if (errno == EINTR) continue;
       return fail(BURROW_E_INTERNAL, "poll: %s", strerror(errno));
     }
@@ -999,13 +1003,8 @@ static int run_attach(const char *sock_path, const attach_t *a, int autostart) {
       } /* other frames: nothing for an attached client, as in the Node CLI */
     }
     if (in.off == in.len) in.off = in.len = 0;
-    int want_stdin = stdin_open && out.len == out.off;
-    struct pollfd pf[3] = {
-        {s, (short)(POLLIN | (out.len > out.off ? POLLOUT : 0)), 0},
-        {want_stdin ? 0 : -1, POLLIN, 0},
-        {g_sigpipe[0], POLLIN, 0},
-    };
-    if (poll(pf, 3, -1) < 0) {
+    struct pollfd pf[3];
+    if (poll_session(pf, s, &out, stdin_open) < 0) {
       if (errno == EINTR) continue;
       FINISH(255, "burrow: %s: poll: %s\n", BURROW_E_INTERNAL, strerror(errno));
     }
