@@ -329,6 +329,40 @@ describe('the long command as the host reads and runs it', () => {
   });
 });
 
+describe('a hostile client on a started channel (an attack of its own)', () => {
+  it('a second exec, shell, subsystem or sftp request on a channel already started is refused; the host keeps serving', async () => {
+    const { host, agent } = await hostAndAgent();
+    const seed = randomBytes(32);
+    const id = identityFromSeed(seed, 'second-request');
+    host.authorizeKey(id.publicKeyLine);
+    const transport = await bindLoopback(seed);
+    try {
+      const conn = await transport.dial(host.ticket, 10_000);
+      const client = await connectSsh({ stream: await conn.openStream(), username: 'me', auth: [{ kind: 'key', privateKey: id.privateKeyOpenSSH, label: 'key' }], hostKey: { kind: 'endpoint', endpointId: conn.remoteId } });
+      const ch = await new Promise<ClientChannel>((resolve, reject) => client.exec('sleep 5', (err, c) => (err ? reject(err) : resolve(c))));
+      // What ssh2's client will not send: more requests on the same channel, straight on the wire.
+      const raw = ch as unknown as { outgoing: { id: number }; _client: { _protocol: { exec(c: number, cmd: string, r: boolean): void; shell(c: number, r: boolean): void; subsystem(c: number, n: string, r: boolean): void } } };
+      const proto = raw._client._protocol;
+      proto.exec(raw.outgoing.id, 'echo second', false);
+      proto.shell(raw.outgoing.id, false);
+      proto.subsystem(raw.outgoing.id, 'sftp', false);
+      proto.subsystem(raw.outgoing.id, 'burrow-info@burrow', false);
+      proto.exec(raw.outgoing.id, 'echo third', true);
+      // The host is still up and serving: this client's own next channel, and the agent's.
+      const again = await openChannel(client, { command: 'echo alive' });
+      let out = '';
+      again.channel.on('data', (d: Buffer) => (out += d.toString()));
+      await again.closed;
+      expect(out).toBe('alive\n');
+      expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo', 'others'])).stdout).toBe('others\n');
+      expect(host.proc.exitCode).toBeNull();
+      client.end();
+    } finally {
+      await transport.close();
+    }
+  }, 60_000);
+});
+
 describe('an unnoticed host restart', () => {
   it('host SIGKILLed and restarted on the same port: the very next exec succeeds', async () => {
     const port = await freeUdpPort();

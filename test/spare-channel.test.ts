@@ -5,10 +5,11 @@
 
 import { randomBytes } from 'node:crypto';
 import ssh2 from 'ssh2';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { identityFromSeed } from '../daemon/identity.js';
 import { openChannel, SpareChannel } from '../daemon/ssh/channels.js';
 import { IpcConnection } from '../shared/ipc/client.js';
+import { spawn } from '../shared/lib.js';
 import { hostAndAgent, runCli, stopAllDaemons } from './helpers/daemon.js';
 
 afterAll(() => stopAllDaemons());
@@ -27,12 +28,13 @@ async function recordingServer(): Promise<{ seen: Seen; port: number; close: () 
       conn.on('session', (accept) => {
         const n = ++seen.opens;
         const session = accept();
+        // `acc` is undefined when no reply was asked: a reply would run the spare's one callback early.
         session.on('env', (acc, _rej, info) => {
-          seen.requests.push(`${n} env ${info.key}=${info.val}`);
+          seen.requests.push(`${n} env ${info.key}=${info.val}${(acc as (() => void) | undefined) ? ' (reply asked)' : ''}`);
           acc?.();
         });
         session.on('pty', (acc, _rej, info) => {
-          seen.requests.push(`${n} pty ${(info as { term?: string }).term} ${info.cols}x${info.rows}`);
+          seen.requests.push(`${n} pty ${(info as { term?: string }).term} ${info.cols}x${info.rows}${(acc as (() => void) | undefined) ? ' (reply asked)' : ''}`);
           acc?.();
         });
         session.on('shell', (acc) => {
@@ -96,7 +98,7 @@ describe('spare channel (ssh2 wire)', () => {
       expect(out).toBe('spare-run\n');
       expect(opened.exit()).toEqual({ code: 0 });
       expect(seen.opens).toBe(1);
-      expect(seen.requests).toEqual(['1 env LANG=C.UTF-8', '1 exec echo spare-run']);
+      expect(seen.requests).toEqual(['1 env LANG=C.UTF-8', '1 exec echo spare-run']); // the env asked no reply
       // Taken once only.
       await expect(spare.startSession({ command: 'echo again' })).rejects.toThrow(/not ready/);
       // An ordinary exec on the same client is untouched by the hook.
@@ -152,7 +154,7 @@ describe('spare channel (ssh2 wire)', () => {
 });
 
 describe('spare channel (real daemons)', () => {
-  it('execs to a burrow host count one session each (the spare is not one), and an idle spare holds no graceful stop', async () => {
+  it('execs to a burrow host take the spare (one channel opened ahead), count one session each, and an idle spare holds no graceful stop', async () => {
     const { host, agent } = await hostAndAgent(['--grace', '60']);
     const runs = 5;
     for (let i = 0; i < runs; i++) {
@@ -163,6 +165,9 @@ describe('spare channel (real daemons)', () => {
     // Environment still reaches a command started on a spare.
     const env = await runCli({ ...agent.cliEnv, LC_TIME: 'C.UTF-8' }, ['exec', host.ticket, '--', 'printenv', 'LC_TIME']);
     expect(env.stdout).toBe('C.UTF-8\n');
+    // Six sessions, one channel each, and one more open ahead: each exec after the first took the
+    // spare its predecessor opened (without spares there would be six channels, not seven).
+    await vi.waitFor(() => expect(host.logs.filter((l) => l['event'] === 'channel_opened').length).toBe(runs + 2));
     const hostStatus = await (await IpcConnection.connect({ socket: host.socket })).request({ t: 'status' });
     expect(hostStatus.daemon.sessionsServed).toBe(runs + 1);
     const agentStatus = await (await IpcConnection.connect({ socket: agent.socket })).request({ t: 'status' });
@@ -172,5 +177,40 @@ describe('spare channel (real daemons)', () => {
     await host.stop('SIGTERM');
     expect(Date.now() - t0).toBeLessThan(30_000);
     expect(host.logs.some((l) => l['event'] === 'stop_timeout')).toBe(false);
+  }, 90_000);
+
+  it('a host at its session limit: the spare gives its slot back to an open that cannot use it (a long command), instead of starving it', async () => {
+    const { host, agent } = await hostAndAgent(['--max-sessions', '2', '--grace', '1']);
+    // One long command holds a slot; the spare opened with it holds the other.
+    const sleeper = runCli(agent.cliEnv, ['exec', host.ticket, '--', 'sleep 60; echo slept']);
+    await vi.waitFor(() => expect(host.logs.filter((l) => l['event'] === 'channel_opened').length).toBe(2), { timeout: 10_000 });
+    // A command over the 34,000 bytes of one SSH packet goes as exec@burrow on a channel of its
+    // own, which the host refuses while both slots are held.
+    const big = `: ${'x'.repeat(40_000)}; echo long-ran`;
+    // Without the spare giving its slot back, this would wait for the sleep to end, past its timeout.
+    const r = await runCli(agent.cliEnv, ['exec', host.ticket, '--', big], { timeoutMs: 20_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('long-ran\n');
+    // Commands after it still run (without a spare for a while: the host was at its limit).
+    expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo', 'after'])).stdout).toBe('after\n');
+    await host.stop();
+    expect((await sleeper).code).not.toBe(0); // hung up with the host
+  }, 90_000);
+
+  it('a PTY shell and a persistent session attach ride spares against a real host', async () => {
+    const { host, agent } = await hostAndAgent();
+    expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'true'])).code).toBe(0);
+    const list = await runCli(agent.cliEnv, ['session', 'list', host.ticket, '--json']);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout)).toEqual([]);
+    // exec, the session subsystem, and one spare open ahead: three channels, not four.
+    await vi.waitFor(() => expect(host.logs.filter((l) => l['event'] === 'channel_opened').length).toBe(3));
+    const p = await spawn(host.ticket, undefined, { socket: agent.socket, pty: { cols: 90, rows: 33 } });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stdin.write('stty size; exit\n');
+    const code = await new Promise((r) => p.once('exit', r));
+    expect(code).toBe(0);
+    expect(out).toContain('33 90');
   }, 90_000);
 });

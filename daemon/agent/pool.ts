@@ -14,7 +14,7 @@ import type { ConnectionStatus } from '../../shared/status.js';
 import type { Logger } from '../log.js';
 import { longExecSupport, openChannel, SpareChannel, spareChannelSupport, openForwardChannel, openSftpChannel, openSubsystemChannel, type OpenedChannel, type OpenedSession, type OpenedSftp, type SessionRequest } from '../ssh/channels.js';
 import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.js';
-import { remoteSoftware } from '../ssh/private.js';
+import { remoteIdentComment, remoteSoftware } from '../ssh/private.js';
 import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import { checkKnownHost, type KnownHostsFiles } from './knownhosts.js';
@@ -53,6 +53,13 @@ const DEFAULT_KEEPALIVE = { intervalMs: 5000, countMax: 2 };
 // "open failed"), burrow's host RESOURCE_SHORTAGE (4), others ADMINISTRATIVELY_PROHIBITED (1).
 // Only taken as "busy" while this connection has other channels open.
 const BUSY_REASONS = new Set([1, 2, 4]);
+/** After a busy refusal, how long no spare channel is opened on that connection. */
+const SPARE_BACKOFF_MS = 30_000;
+
+/** One try at opening a channel: whether a request went out with the open (a spare's). */
+interface Attempt {
+  requestSent: boolean;
+}
 
 export class PooledConnection {
   channels = 0;
@@ -76,6 +83,8 @@ export class PooledConnection {
   private readonly waiters: (() => void)[] = [];
   /** A session channel opened ahead of the next command, once this connection has run one. */
   private spare: SpareChannel | undefined;
+  /** Set when the host said it was at its session limit. */
+  private noSpareUntil = 0;
 
   constructor(
     readonly target: ResolvedTarget,
@@ -105,9 +114,28 @@ export class PooledConnection {
     return s;
   }
 
+  /** Give back an idle spare (the host at its session limit holds a slot for it); false when there was none. */
+  closeSpare(): boolean {
+    // No spares for a while: at its limit the host would refuse each new one (and log it).
+    this.noSpareUntil = Date.now() + SPARE_BACKOFF_MS;
+    if (!this.spare?.close()) return false;
+    this.spare = undefined;
+    return true;
+  }
+
+  /** Which start of a burrow host answers (the comment in its SSH ident); '' for other servers. */
+  get bootId(): string {
+    const c = remoteIdentComment(this.client);
+    return c.startsWith('boot-') ? c : '';
+  }
+
   /** Open a spare for the next command, unless one is open or opening. Called in the tick a command's requests are sent, so that its open leaves with them. */
   refillSpare(): void {
-    if (this.dead || this.spare?.pending || !spareChannelSupport(this.serverSoftware)) return;
+    if (this.spare?.refused) {
+      this.noSpareUntil = Date.now() + SPARE_BACKOFF_MS;
+      this.spare = undefined;
+    }
+    if (this.dead || this.spare?.pending || Date.now() < this.noSpareUntil || !spareChannelSupport(this.serverSoftware)) return;
     this.spare = new SpareChannel(this.client);
   }
 
@@ -288,7 +316,7 @@ export class Pool extends EventEmitter {
   openSession(c: PooledConnection, req: SessionRequest): Promise<OpenedSession & Reopened> {
     const bytes = req.command === undefined ? 0 : Buffer.byteLength(req.command);
     if (bytes > MAX_COMMAND) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; burrow sends commands of up to ${MAX_COMMAND} bytes (pass more as stdin)`);
-    return this.openTracked(c, 'session', (conn) => {
+    return this.openTracked(c, 'session', (conn, attempt) => {
       // ssh2 (burrow's host) drops any SSH packet over 35,000 bytes, and with it the whole
       // connection; OpenSSH's limit is 256 KiB. A long command goes to a burrow host on stdin.
       const long = req.command !== undefined && bytes > SAFE_EXEC_BYTES;
@@ -299,6 +327,7 @@ export class Pool extends EventEmitter {
       if (bytes > OPENSSH_EXEC_BYTES) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} takes commands of up to ${OPENSSH_EXEC_BYTES} bytes in one SSH packet`);
       // The channel opened ahead, when there is one: the session waits one round trip, not two.
       const spare = conn.takeSpare();
+      attempt.requestSent = spare !== undefined;
       const opened = spare ? spare.startSession(req) : openChannel(conn.client, req, 'exec');
       conn.refillSpare();
       return opened;
@@ -307,8 +336,9 @@ export class Pool extends EventEmitter {
 
   /** Open a subsystem channel (e.g. burrow-info@burrow) on the pooled connection. */
   openSubsystem(c: PooledConnection, name: string): Promise<OpenedChannel & Reopened> {
-    return this.openTracked(c, `subsystem ${name}`, (conn) => {
+    return this.openTracked(c, `subsystem ${name}`, (conn, attempt) => {
       const spare = conn.takeSpare();
+      attempt.requestSent = spare !== undefined;
       const opened = spare ? spare.startSubsystem(name) : openSubsystemChannel(conn.client, name);
       conn.refillSpare();
       return opened;
@@ -327,7 +357,7 @@ export class Pool extends EventEmitter {
    * restarted unnoticed) is replaced once: the command cannot have started. Once the server
    * has answered, a loss is the caller's Disconnected, never a retry.
    */
-  private async openTracked<T extends { closed: Promise<void> }>(first: PooledConnection, what: string, open: (c: PooledConnection) => Promise<T>): Promise<T & Reopened> {
+  private async openTracked<T extends { closed: Promise<void> }>(first: PooledConnection, what: string, open: (c: PooledConnection, attempt: Attempt) => Promise<T>): Promise<T & Reopened> {
     let c = first;
     let reconnected = false;
     for (;;) {
@@ -335,8 +365,9 @@ export class Pool extends EventEmitter {
       c.channels++;
       c.setIdleTimer(undefined);
       const heardBefore = c.bytesHeard;
+      const attempt: Attempt = { requestSent: false };
       try {
-        const opened = await open(c);
+        const opened = await open(c, attempt);
         const conn = c;
         void opened.closed.then(() => {
           conn.channels--;
@@ -353,7 +384,10 @@ export class Pool extends EventEmitter {
         // ssh2's word for a client whose stream is gone though no event said so.
         if (/Not connected/.test((err as Error).message)) this.lose(c, 'the SSH stream is gone');
         const reason = (err as { reason?: number }).reason;
-        if (!c.dead && reason !== undefined && BUSY_REASONS.has(reason) && c.channels > 0) {
+        const busy = !c.dead && reason !== undefined && BUSY_REASONS.has(reason);
+        // At its limit the host may be holding a slot for our spare: give it back and ask again.
+        if (busy && c.closeSpare()) continue;
+        if (busy && c.channels > 0) {
           await c.waitForSlot();
           continue;
         }
@@ -361,7 +395,14 @@ export class Pool extends EventEmitter {
         if (c.dead && !reconnected && c.bytesHeard === heardBefore && !this.closing) {
           reconnected = true;
           this.opts.log.info({ event: 'reconnect', target: c.target.label, reason: c.lostReason, what }, 'connection was dead before the server answered: reconnecting once');
+          const lost = c;
           c = await this.get(c.target);
+          // A request that went out on a spare may have reached the host before the link died:
+          // sent again only to another start of the host (its boot id in the SSH ident differs),
+          // which cannot have run it. The same host may have: never run a command twice.
+          if (attempt.requestSent && !(lost.bootId !== '' && c.bootId !== lost.bootId)) {
+            throw new BurrowError(ErrorCodes.Disconnected, `connection to ${lost.target.label} was lost after the ${what} was sent, before the host answered: it may have started, so it is not sent again`);
+          }
           continue;
         }
         if (c.dead) throw new BurrowError(ErrorCodes.Disconnected, `connection to ${c.target.label} was lost: ${c.lostReason ?? 'closed'}`);

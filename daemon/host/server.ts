@@ -16,7 +16,7 @@ import { bridgeStreams } from '../ssh/bridge.js';
 import { pingClient, rejectWithReason } from '../ssh/private.js';
 import type { HostAuth } from './auth.js';
 import { serveForwarding, type ForwardPolicy } from './forwarding.js';
-import { HOST_SOFTWARE, killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
+import { HOST_IDENT, killGroup, serveSession, type RunningProcess, type SessionUser } from './session.js';
 import { enableSpares } from './spare.js';
 import { SessionKeepers, type SessionSettings } from '../session/host.js';
 import { SESSION_SUBSYSTEM } from '../ssh/subsystems.js';
@@ -245,7 +245,7 @@ export class Host {
     const openSessions = new Set<() => void>();
     let sessions = 0;
     let authTries = 0;
-    const server = new ssh2.Server({ hostKeys: [this.opts.identity.privateKeyOpenSSH], ident: HOST_SOFTWARE });
+    const server = new ssh2.Server({ hostKeys: [this.opts.identity.privateKeyOpenSSH], ident: HOST_IDENT });
     server.on('connection', (client: SshServerConn) => {
       client.on('error', (err: Error) => log.debug({ remote, err: err.message }, 'ssh connection error'));
       client.on('authentication', (ctx: AuthContext) => void this.authenticate(ctx, remote, ++authTries, client));
@@ -259,6 +259,7 @@ export class Host {
             return;
           }
           sessions++;
+          log.debug({ event: 'channel_opened', remote, open: sessions }, 'session channel opened');
           // Counted as served and running once a request starts it: an agent opens a channel
           // ahead of its next command (spare channels), and an idle one must not hold a stop.
           let started = false;

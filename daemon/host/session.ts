@@ -2,6 +2,7 @@
 // serving user. Requests that arrive before exec/shell (pty-req, env) shape the process; those
 // after it (window-change, signal) reach the running process.
 
+import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -50,6 +51,14 @@ export interface RunningProcess {
  * serve it; from burrow_0.3 on a session channel counts once a request starts it (spare channels).
  */
 export const HOST_SOFTWARE = 'burrow_0.3';
+
+/**
+ * Said after the version in the host's SSH ident (a comment, which SSH clients ignore): new for
+ * each start of the daemon. An agent whose request went out on a connection that then died asks
+ * a new connection which host answers: another start cannot have run it, the same one may have.
+ */
+export const HOST_BOOT_ID = `boot-${randomBytes(8).toString('hex')}`;
+export const HOST_IDENT = `${HOST_SOFTWARE} ${HOST_BOOT_ID}`;
 /** Longest command taken that way (as the agent's MAX_COMMAND, with room). */
 const LONG_EXEC_MAX = 1024 * 1024;
 // Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN): a longer command goes to a
@@ -314,24 +323,46 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
     });
   };
 
-  session.on('exec', (accept, _reject, info) => {
+  // A channel carries one exec, shell, sftp or subsystem. ssh2's accept() answers a second with
+  // nothing (no channel, no reply), so it is refused here; a client could otherwise crash the
+  // daemon with a second exec on a started channel. Counted as a session once one is accepted.
+  let taken = false;
+  const take = <C>(accept: () => C | undefined, reject: (() => void) | undefined): C | undefined => {
+    const ch = taken ? undefined : accept();
+    if (ch === undefined) {
+      reject?.();
+      return undefined;
+    }
+    taken = true;
     ctx.onStart?.();
-    start(accept(), info.command);
+    return ch;
+  };
+
+  session.on('exec', (accept, reject, info) => {
+    const ch = take(accept, reject);
+    if (ch) start(ch, info.command);
   });
-  session.on('shell', (accept) => {
-    ctx.onStart?.();
-    start(accept(), undefined);
+  session.on('shell', (accept, reject) => {
+    const ch = take(accept, reject);
+    if (ch) start(ch, undefined);
   });
-  session.on('sftp', (accept) => {
-    ctx.onStart?.();
+  session.on('sftp', (accept, reject) => {
+    const sftp = take(accept, reject);
+    if (!sftp) return;
     ctx.log.info({ event: 'session_start', remote: ctx.remote, kind: 'sftp' }, 'session start');
-    serveSftp(accept(), { home: ctx.user.home, remote: ctx.remote, log: ctx.log });
+    serveSftp(sftp, { home: ctx.user.home, remote: ctx.remote, log: ctx.log });
   });
   session.on('subsystem', (accept, reject, info) => {
-    ctx.onStart?.();
-    if (info.name === LONG_EXEC_SUBSYSTEM && !started) {
+    const known = info.name === LONG_EXEC_SUBSYSTEM || info.name === INFO_SUBSYSTEM || ctx.subsystems?.[info.name] !== undefined;
+    if (!known) {
+      ctx.log.info({ event: 'subsystem_refused', remote: ctx.remote, name: info.name }, 'subsystem refused');
+      return reject?.();
+    }
+    if (info.name === LONG_EXEC_SUBSYSTEM) {
+      if (started) return reject?.(); // after a pty-req's start, as before: one command per channel
+      const ch = take(accept, reject);
+      if (!ch) return;
       started = true; // no second exec on this channel, and no pty-req from now on
-      const ch = accept();
       readLongCommand(ch).then(
         (command) => {
           start(ch, command);
@@ -346,26 +377,22 @@ export function serveSession(session: Session, ctx: SessionContext, onClose: () 
       );
       return;
     }
+    const ch = take(accept, reject);
+    if (!ch) return;
     const extra = ctx.subsystems?.[info.name];
-    if (extra) return extra(accept());
-    if (info.name === INFO_SUBSYSTEM) {
-      const ch = accept();
-      hostInfo().then(
-        (i) => {
-          ch.write(JSON.stringify(i));
-          ch.exit(0);
-          ch.end();
-        },
-        (err: unknown) => {
-          ch.stderr.write(`burrow: cannot gather host info: ${(err as Error).message}\n`);
-          ch.exit(1);
-          ch.end();
-        },
-      );
-      return;
-    }
-    ctx.log.info({ event: 'subsystem_refused', remote: ctx.remote, name: info.name }, 'subsystem refused');
-    reject();
+    if (extra) return extra(ch);
+    hostInfo().then(
+      (i) => {
+        ch.write(JSON.stringify(i));
+        ch.exit(0);
+        ch.end();
+      },
+      (err: unknown) => {
+        ch.stderr.write(`burrow: cannot gather host info: ${(err as Error).message}\n`);
+        ch.exit(1);
+        ch.end();
+      },
+    );
   });
   session.on('auth-agent', (_accept, reject) => reject?.());
   session.on('x11', (_accept, reject) => reject?.());

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Client as SshClient, ClientChannel, PseudoTtyOptions, SFTPWrapper } from 'ssh2';
 import type { Place } from '../../shared/forward.js';
 import { bareSignal } from '../../shared/signals.js';
-import { execProtocol, type ExecProtocol } from './private.js';
+import { clientChannelByRemoteId, execProtocol, type ExecProtocol } from './private.js';
 import { LONG_EXEC_SUBSYSTEM } from './subsystems.js';
 
 export interface SessionRequest {
@@ -117,27 +117,47 @@ export class SpareChannel {
   private gone = false;
 
   constructor(private readonly client: SshClient) {
-    const hooks = execHooks(client);
     const marker = `\0burrow-spare ${randomUUID()}`;
-    hooks.held.set(marker, (chan) => (this.id = chan));
+    let hooks: ExecHooks | undefined;
     try {
-      // No env, no pty: those are the started command's, sent by start().
+      hooks = execHooks(client);
+      hooks.held.set(marker, (chan) => (this.id = chan));
+      // No env, no pty: those are the started session's, sent by startSession().
       client.exec(marker, {}, (err, ch) => {
-        hooks.held.delete(marker);
-        // Before start(): the open failed, or the channel closed while idle (ssh2 fails its
-        // pending request then), so this spare is done.
-        if (!this.handler) this.gone = true;
-        else this.handler(err, ch);
+        hooks?.held.delete(marker);
+        if (this.handler) return this.handler(err, ch);
+        // Before a start: the open failed, or the channel closed while idle (ssh2 fails its
+        // pending request then), or a server answered what was never asked: done, and closed.
+        this.gone = true;
+        if (!err) ch.close();
       });
     } catch {
-      hooks.held.delete(marker);
+      hooks?.held.delete(marker);
       this.gone = true;
     }
+  }
+
+  /**
+   * Close an idle spare (the host holds a session slot for it). A burrow host frees the slot when
+   * the close arrives; ssh2's server sends no close back for a channel that never started, so
+   * ours stays half closed until the connection ends. False when there was none to close.
+   */
+  close(): boolean {
+    if (!this.ready || this.id === undefined) return false;
+    this.gone = true;
+    const ch = clientChannelByRemoteId(this.client, this.id);
+    ch?.close();
+    return ch !== undefined;
   }
 
   /** Open, idle and not yet taken. */
   get ready(): boolean {
     return !this.gone && this.id !== undefined && this.handler === undefined;
+  }
+
+  /** Its open was refused (or the connection ended first). */
+  get refused(): boolean {
+    return this.gone && this.id === undefined;
   }
 
   /** Still opening, or ready. */
@@ -151,8 +171,10 @@ export class SpareChannel {
    * not wait for them either), then the exec or shell whose answer completes this.
    */
   startSession(req: SessionRequest): Promise<OpenedSession> {
+    // The answer runs the callback ssh2 queued for the marker's exec, whose error says "exec".
+    const what = req.command === undefined ? 'Unable to open shell' : 'Unable to exec';
     return new Promise((resolve, reject) =>
-      this.use(sessionCallback(req, 'exec', resolve, reject), reject, (proto, exec, id) => {
+      this.use(sessionCallback(req, 'exec', resolve, (err) => reject(renamed(err, what))), reject, (proto, exec, id) => {
         for (const [k, v] of Object.entries(req.env ?? {})) proto.env(id, k, v, false);
         const p = req.pty;
         if (p) proto.pty(id, p.rows ?? 24, p.cols ?? 80, p.height ?? 480, p.width ?? 640, p.term ?? 'vt100', p.modes ?? null, false);
@@ -166,18 +188,25 @@ export class SpareChannel {
   startSubsystem(name: string): Promise<OpenedChannel> {
     return new Promise((resolve, reject) =>
       this.use(
-        (err, ch) => (err ? reject(err) : resolve({ channel: ch, closed: closeOf(ch) })),
+        (err, ch) => (err ? reject(renamed(err, `Unable to start subsystem: ${name}`)) : resolve({ channel: ch, closed: closeOf(ch) })),
         reject,
         (proto, _exec, id) => proto.subsystem(id, name, true),
       ),
     );
   }
 
-  /** The answer to the request `send` sends runs the callback ssh2 queued for the marker's exec: `handler`. */
+  /**
+   * The answer to the request `send` sends runs the callback ssh2 queued for the marker's exec:
+   * `handler`. A refused request leaves the channel open in ssh2 (its own exec() does too): it is
+   * closed here, so the host lets go of its slot.
+   */
   private use(handler: SessionCallback, reject: (err: Error) => void, send: (proto: ExecProtocol, exec: ExecProtocol['exec'], id: number) => void): void {
     const id = this.id;
     if (id === undefined || !this.ready) return reject(new Error('the spare channel is not ready'));
-    this.handler = handler;
+    this.handler = (err, ch) => {
+      if (err) clientChannelByRemoteId(this.client, id)?.close();
+      handler(err, ch);
+    };
     const { proto, exec } = execHooks(this.client);
     try {
       send(proto, exec, id);
@@ -252,6 +281,11 @@ function openLongExec(client: SshClient, req: SessionRequest, cb: SessionCallbac
     held.delete(marker);
     throw err;
   }
+}
+
+/** ssh2's own refusal ("Unable to exec") named for what was asked; another error as it is. */
+function renamed(err: Error, what: string): Error {
+  return err.message === 'Unable to exec' ? new Error(what) : err;
 }
 
 /** What a marker's exec request does instead of being sent. */

@@ -45,6 +45,30 @@ export function execProtocol(client: SshClient): ExecProtocol {
   return proto;
 }
 
+/** The comment after the server's software version in its SSH ident (a burrow host's boot id); '' when none. ssh2 keeps only the raw line. */
+export function remoteIdentComment(client: SshClient): string {
+  const raw = (client as unknown as { _protocol?: { _remoteIdentRaw?: Buffer } })._protocol?._remoteIdentRaw;
+  if (!Buffer.isBuffer(raw)) return '';
+  // SSH-protoversion-softwareversion SP comments
+  const line = raw.toString('latin1');
+  const sp = line.indexOf(' ');
+  return sp < 0 ? '' : line.slice(sp + 1).trim();
+}
+
+/**
+ * The client channel whose server-side id is `remoteId` (what the exec hook is given): ssh2 keys
+ * its channel table by our id and has no lookup by theirs. undefined when none is open.
+ */
+export function clientChannelByRemoteId(client: SshClient, remoteId: number): ClientChannel | undefined {
+  const table = (client as unknown as { _chanMgr?: { _channels?: Record<number, unknown> } })._chanMgr?._channels;
+  if (!table || typeof table !== 'object') return undefined;
+  for (const ch of Object.values(table)) {
+    const c = ch as { type?: string; outgoing?: { id?: number }; close?: unknown };
+    if (c && typeof c === 'object' && c.type === 'session' && c.outgoing?.id === remoteId && typeof c.close === 'function') return ch as ClientChannel;
+  }
+  return undefined;
+}
+
 /** Send an SSH ping (ClientAlive) to a server-side client: ssh2's server has no keepalive of its own. Never throws. */
 export function pingClient(client: SshServerConn): void {
   try {
