@@ -3,7 +3,8 @@
 // to an iroh host. Warm (connection held) and cold (first exec) runs, interleaved so drift on a
 // shared machine hits both alike. Also what the CLI's own start-up costs.
 // With --delay MS, sshd and the host sit behind proxies that hold every packet MS ms each way (a
-// link with a 2×MS round trip), so the figures show how many round trips each path waits for.
+// link with a 2×MS round trip), so the figures show how many round trips each path waits for. The
+// namespace needs root (unshare, nsenter).
 //   node dist/bench/exec.js [--runs 30] [--cold 5] [--delay 0]
 
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
