@@ -199,17 +199,23 @@ describe('long commands', () => {
   }, 60_000);
 });
 
+/** An ssh2 client of this process's own, authorized on `host` and connected over iroh: for what the agent would not send. */
+async function ownClient(host: RunningDaemon, name: string): Promise<{ transport: Awaited<ReturnType<typeof bindLoopback>>; client: ssh2.Client }> {
+  const seed = randomBytes(32);
+  const id = identityFromSeed(seed, name);
+  host.authorizeKey(id.publicKeyLine);
+  const transport = await bindLoopback(seed);
+  const conn = await transport.dial(host.ticket, 10_000);
+  const client = await connectSsh({ stream: await conn.openStream(), username: 'me', auth: [{ kind: 'key', privateKey: id.privateKeyOpenSSH, label: 'key' }], hostKey: { kind: 'endpoint', endpointId: conn.remoteId } });
+  return { transport, client };
+}
+
 describe('the long command as the host reads and runs it', () => {
   it('sent in 8,192 writes of 64 bytes: it runs, and another session answers meanwhile', async () => {
     const { host, agent } = await hostAndAgent();
     expect((await runCli(agent.cliEnv, ['exec', host.ticket, '--', 'echo warm'])).stdout).toBe('warm\n');
-    const seed = randomBytes(32);
-    const id = identityFromSeed(seed, 'slow-sender');
-    host.authorizeKey(id.publicKeyLine);
-    const transport = await bindLoopback(seed);
+    const { transport, client } = await ownClient(host, 'slow-sender');
     try {
-      const conn = await transport.dial(host.ticket, 10_000);
-      const client = await connectSsh({ stream: await conn.openStream(), username: 'me', auth: [{ kind: 'key', privateKey: id.privateKeyOpenSSH, label: 'key' }], hostKey: { kind: 'endpoint', endpointId: conn.remoteId } });
       const ch = await new Promise<ClientChannel>((resolve, reject) => client.subsys(LONG_EXEC_SUBSYSTEM, (err, c) => (err ? reject(err) : resolve(c))));
       let out = '';
       ch.on('data', (d: Buffer) => (out += d.toString()));
@@ -332,13 +338,8 @@ describe('the long command as the host reads and runs it', () => {
 describe('a hostile client on a started channel (an attack of its own)', () => {
   it('a second exec, shell, subsystem or sftp request on a channel already started is refused; the host keeps serving', async () => {
     const { host, agent } = await hostAndAgent();
-    const seed = randomBytes(32);
-    const id = identityFromSeed(seed, 'second-request');
-    host.authorizeKey(id.publicKeyLine);
-    const transport = await bindLoopback(seed);
+    const { transport, client } = await ownClient(host, 'second-request');
     try {
-      const conn = await transport.dial(host.ticket, 10_000);
-      const client = await connectSsh({ stream: await conn.openStream(), username: 'me', auth: [{ kind: 'key', privateKey: id.privateKeyOpenSSH, label: 'key' }], hostKey: { kind: 'endpoint', endpointId: conn.remoteId } });
       const ch = await new Promise<ClientChannel>((resolve, reject) => client.exec('sleep 5', (err, c) => (err ? reject(err) : resolve(c))));
       // What ssh2's client will not send: more requests on the same channel, straight on the wire.
       const raw = ch as unknown as { outgoing: { id: number }; _client: { _protocol: { exec(c: number, cmd: string, r: boolean): void; shell(c: number, r: boolean): void; subsystem(c: number, n: string, r: boolean): void } } };
