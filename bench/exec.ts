@@ -16,7 +16,7 @@ import { endpointKeyLine } from '../shared/sshkey.js';
 import { BURROW, BURROW_JS, runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { sshMasterOpts, startSshd } from '../test/helpers/sshd.js';
 import { parseTicket, ticketOf } from '../daemon/transport/iroh.js';
-import { tcpDelay, udpDelayIntoNamespace, type DelayProxy } from './delay.js';
+import { tcpDelay, udpDelayIntoNamespace, type DelayProxy } from '../test/helpers/delay.js';
 import { runQuiet, timeRun } from './run.js';
 import { fmt, fmtRatio, pairRatios, summarize, type Summary } from './stats.js';
 

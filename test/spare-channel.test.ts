@@ -3,14 +3,23 @@
 // ssh2 server in this process; what the host counts, and that an idle spare holds no graceful
 // stop, against real daemons.
 
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { identityFromSeed } from '../daemon/identity.js';
 import { openChannel, SpareChannel } from '../daemon/ssh/channels.js';
 import { IpcConnection } from '../shared/ipc/client.js';
 import { spawn } from '../shared/lib.js';
-import { hostAndAgent, runCli, stopAllDaemons } from './helpers/daemon.js';
+import { parseTicket, ticketOf } from '../daemon/transport/iroh.js';
+import { endpointKeyLine } from '../shared/sshkey.js';
+import { hostAndAgent, runCli, startDaemon, stopAllDaemons } from './helpers/daemon.js';
+import { udpDelayIntoNamespace } from './helpers/delay.js';
+
+// The link-loss case puts the host in a network namespace of its own (root, or user namespaces).
+const canUnshare = spawnSync('unshare', ['-n', 'true'], { timeout: 5000 }).status === 0;
 
 afterAll(() => stopAllDaemons());
 
@@ -212,5 +221,35 @@ describe('spare channel (real daemons)', () => {
     const code = await new Promise((r) => p.once('exit', r));
     expect(code).toBe(0);
     expect(out).toContain('33 90');
+  }, 90_000);
+
+  it.runIf(canUnshare)('a link lost after a request went out on a spare: the same start of the host is not asked again, and the command ran once', async () => {
+    // The host is reached only through a proxy that can drop what it sends back.
+    const ns = await udpDelayIntoNamespace(0);
+    try {
+      const host = await startDaemon({ args: ['--host'], prefix: ns.prefix });
+      const agent = await startDaemon({ args: ['--keepalive-interval', '1', '--keepalive-count', '2'] });
+      host.authorizeKey(endpointKeyLine((await runCli(agent.cliEnv, ['host', 'id'])).stdout.trim()));
+      ns.target(Number(parseTicket(host.ticket).direct[0]?.split(':').pop()));
+      const t = ticketOf({ id: host.endpointId, direct: [`127.0.0.1:${ns.port}`] });
+      expect((await runCli(agent.cliEnv, ['exec', t, '--', 'true'])).code).toBe(0);
+      await vi.waitFor(() => expect(host.logs.filter((l) => l['event'] === 'channel_opened').length).toBe(2));
+      await new Promise((r) => setTimeout(r, 300)); // the spare's confirmation back at the agent
+      const marker = join(host.home, 'ran');
+      ns.dropReplies(true);
+      const run = runCli(agent.cliEnv, ['exec', t, '--', `echo once >> ${marker}`], { timeoutMs: 60_000 });
+      // The host got the exec and ran it; its answers are lost until the agent gives the link up.
+      await agent.waitLog((l) => l['event'] === 'disconnected', 30_000);
+      ns.dropReplies(false);
+      const r = await run;
+      expect(r.stderr).toMatch(/lost after the session was sent, before the host answered: it may have started, so it is not sent again/);
+      expect(r.code).toBe(255);
+      expect(readFileSync(marker, 'utf8')).toBe('once\n');
+      // The link is back: the next command runs on the new connection.
+      expect((await runCli(agent.cliEnv, ['exec', t, '--', 'echo', 'next'])).stdout).toBe('next\n');
+    } finally {
+      await stopAllDaemons();
+      await ns.close();
+    }
   }, 90_000);
 });

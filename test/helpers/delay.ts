@@ -10,7 +10,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../../shared/package.js';
+
+// The helper inside the namespace is this module, built (tests load the .ts source).
+const INNER = packagePath('dist/test/helpers/delay.js');
 
 export interface DelayProxy {
   /** The loopback port to use instead of the real one. */
@@ -62,6 +65,8 @@ export interface NamespacedUdp extends DelayProxy {
   prefix: string[];
   /** Send the datagrams on to this port inside the namespace. */
   target(port: number): void;
+  /** While on, the host's datagrams are dropped (what the agent sends still arrives): a link that fails one way. */
+  dropReplies(on: boolean): void;
 }
 
 export async function udpDelayIntoNamespace(delayMs: number): Promise<NamespacedUdp> {
@@ -70,6 +75,7 @@ export async function udpDelayIntoNamespace(delayMs: number): Promise<Namespaced
   const front = createSocket('udp4');
   let client: RemoteInfo | undefined;
   let bridge: Socket | undefined;
+  let dropping = false;
   const bridged = new Promise<Socket>((resolve) => {
     const server = createServer((s) => {
       server.close();
@@ -77,10 +83,10 @@ export async function udpDelayIntoNamespace(delayMs: number): Promise<Namespaced
     }).listen(path);
   });
   // The helper holds the namespace: `ip link set lo up` in a fresh one, then node inside it.
-  const inner = spawn('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, fileURLToPath(import.meta.url), '--inner', path], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const inner = spawn('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, INNER, '--inner', path], { stdio: ['ignore', 'ignore', 'inherit'] });
   bridge = await bridged;
   readFramed(bridge, (d) => {
-    if (client) {
+    if (client && !dropping) {
       const to = client;
       later(delayMs, () => front.send(d, to.port, to.address));
     }
@@ -95,6 +101,7 @@ export async function udpDelayIntoNamespace(delayMs: number): Promise<Namespaced
     port: front.address().port,
     prefix: ['nsenter', '-t', String(inner.pid), '-n'],
     target: (port) => bridge?.write(framed(Buffer.from(`port ${port}`), 1)),
+    dropReplies: (on) => (dropping = on),
     close: async () => {
       bridge?.destroy();
       bridge = undefined;
