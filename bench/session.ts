@@ -20,8 +20,14 @@ import { timeRun } from './run.js';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A CLI process whose output we watch. */
+// Every client started, ended when the bench ends however it ends: a persistent-session client
+// left behind would reconnect, and restart its agent, for ever.
+const watched = new Set<ChildProcess>();
+
 function watch(args: string[], env: NodeJS.ProcessEnv): { proc: ChildProcess; out: () => string; until: (re: RegExp, ms?: number) => Promise<number> } {
   const proc = spawn(BURROW, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  watched.add(proc);
+  proc.once('exit', () => watched.delete(proc));
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -194,6 +200,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({ bench: 'session', attach: s(attach), execTrue: s(execTrue), status: s(status), libAttach: s(libA), libExec: s(libE), reconnect: s(reconnect), keeperRssMiB: { idle, full, nodeFloor }, heavyOutput: { cpuMs: heavyCpu, wallMs: heavyWall } }) + '\n');
     await runCli(autoEnv, ['daemon', 'stop']);
   } finally {
+    for (const p of watched) p.kill('SIGKILL');
     for (const pid of keeperPids) {
       try {
         process.kill(pid, 'SIGTERM');
