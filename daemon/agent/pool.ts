@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { longExecSupport, openChannel, SpareChannel, spareChannelSupport, openForwardChannel, openSftpChannel, openSubsystemChannel, type OpenedChannel, type OpenedSession, type OpenedSftp, type SessionRequest } from '../ssh/channels.js';
 import { connectSsh, type AuthMethod, type HostKeyPolicy } from '../ssh/client.js';
 import { remoteIdentComment, remoteSoftware } from '../ssh/private.js';
+import { BOOT_ID_PREFIX } from '../ssh/subsystems.js';
 import type { IrohConnection, IrohStream, IrohTransport, PeerAddr } from '../transport/iroh.js';
 import { dialTcp } from '../transport/tcp.js';
 import { checkKnownHost, type KnownHostsFiles } from './knownhosts.js';
@@ -104,14 +105,19 @@ export class PooledConnection {
   }
 
   /**
-   * The spare channel, if one is ready, for a session or subsystem. Only to burrow hosts that
-   * count a channel once it is started (spareChannelSupport); spares are not in `channels`.
+   * Start a session or subsystem on the spare channel when one is ready (the attempt notes that
+   * its request went out with it: the session waits one round trip, not two), else open it the
+   * usual way; then open the next spare in the same tick, so its open leaves with these requests.
+   * Spares only to burrow hosts that count a channel once it is started (spareChannelSupport);
+   * they are not in `channels`.
    */
-  takeSpare(): SpareChannel | undefined {
-    if (this.dead || !this.spare?.ready || !spareChannelSupport(this.serverSoftware)) return undefined;
-    const s = this.spare;
-    this.spare = undefined;
-    return s;
+  openAhead<T>(attempt: Attempt, onSpare: (s: SpareChannel) => Promise<T>, plain: () => Promise<T>): Promise<T> {
+    const spare = !this.dead && this.spare?.ready ? this.spare : undefined;
+    if (spare) this.spare = undefined;
+    attempt.requestSent = spare !== undefined;
+    const opened = spare ? onSpare(spare) : plain();
+    this.refillSpare();
+    return opened;
   }
 
   /** Give back an idle spare (the host at its session limit holds a slot for it); false when there was none. */
@@ -126,11 +132,11 @@ export class PooledConnection {
   /** Which start of a burrow host answers (the comment in its SSH ident); '' for other servers. */
   get bootId(): string {
     const c = remoteIdentComment(this.client);
-    return c.startsWith('boot-') ? c : '';
+    return c.startsWith(BOOT_ID_PREFIX) ? c : '';
   }
 
-  /** Open a spare for the next command, unless one is open or opening. Called in the tick a command's requests are sent, so that its open leaves with them. */
-  refillSpare(): void {
+  /** Open a spare for the next session, unless one is open or opening, or the host is near its limit. */
+  private refillSpare(): void {
     if (this.spare?.refused) {
       this.noSpareUntil = Date.now() + SPARE_BACKOFF_MS;
       this.spare = undefined;
@@ -325,24 +331,13 @@ export class Pool extends EventEmitter {
       // An older burrow host would drop the whole connection on a packet over 35,000 bytes.
       if (support === 'old-burrow') throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} runs an older burrow (${conn.serverSoftware}), which takes commands of up to ${SAFE_EXEC_BYTES} bytes: update burrow there, or pass the rest as stdin`);
       if (bytes > OPENSSH_EXEC_BYTES) throw new BurrowError(ErrorCodes.BadArgument, `the command is ${bytes} bytes; ${conn.target.label} takes commands of up to ${OPENSSH_EXEC_BYTES} bytes in one SSH packet`);
-      // The channel opened ahead, when there is one: the session waits one round trip, not two.
-      const spare = conn.takeSpare();
-      attempt.requestSent = spare !== undefined;
-      const opened = spare ? spare.startSession(req) : openChannel(conn.client, req, 'exec');
-      conn.refillSpare();
-      return opened;
+      return conn.openAhead(attempt, (s) => s.startSession(req), () => openChannel(conn.client, req, 'exec'));
     });
   }
 
   /** Open a subsystem channel (e.g. burrow-info@burrow) on the pooled connection. */
   openSubsystem(c: PooledConnection, name: string): Promise<OpenedChannel & Reopened> {
-    return this.openTracked(c, `subsystem ${name}`, (conn, attempt) => {
-      const spare = conn.takeSpare();
-      attempt.requestSent = spare !== undefined;
-      const opened = spare ? spare.startSubsystem(name) : openSubsystemChannel(conn.client, name);
-      conn.refillSpare();
-      return opened;
-    });
+    return this.openTracked(c, `subsystem ${name}`, (conn, attempt) => conn.openAhead(attempt, (s) => s.startSubsystem(name), () => openSubsystemChannel(conn.client, name)));
   }
 
   /** Open an SFTP channel on the pooled connection. */

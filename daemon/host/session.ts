@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import { serveSftp } from './sftp.js';
 import { startCommand } from './spare.js';
 import { hostInfo } from './info.js';
-import { INFO_SUBSYSTEM, LONG_EXEC_SUBSYSTEM } from '../ssh/subsystems.js';
+import { BOOT_ID_PREFIX, INFO_SUBSYSTEM, LONG_EXEC_SUBSYSTEM } from '../ssh/subsystems.js';
 import { SSH_SIGNALS as SIGNALS, bareSignal } from '../../shared/signals.js';
 
 /** The serving user's environment, plus what each session adds. */
@@ -57,8 +57,7 @@ export const HOST_SOFTWARE = 'burrow_0.3';
  * each start of the daemon. An agent whose request went out on a connection that then died asks
  * a new connection which host answers: another start cannot have run it, the same one may have.
  */
-export const HOST_BOOT_ID = `boot-${randomBytes(8).toString('hex')}`;
-export const HOST_IDENT = `${HOST_SOFTWARE} ${HOST_BOOT_ID}`;
+export const HOST_IDENT = `${HOST_SOFTWARE} ${BOOT_ID_PREFIX}${randomBytes(8).toString('hex')}`;
 /** Longest command taken that way (as the agent's MAX_COMMAND, with room). */
 const LONG_EXEC_MAX = 1024 * 1024;
 // Linux refuses a single argv string over 128 KiB (MAX_ARG_STRLEN): a longer command goes to a
