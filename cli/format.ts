@@ -9,5 +9,5 @@ export function humanBytes(n: number): string {
     v /= 1024;
     i++;
   }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  return `${i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
 }

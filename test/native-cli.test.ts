@@ -4,8 +4,8 @@
 // stand-in daemon that answers with chosen frames, and the results must agree.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -203,6 +203,31 @@ describe('native client', () => {
     }
   });
 
+  it('copies both ways itself, without Node, and reports a failed source as the Node CLI does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'burrow-native-'));
+    try {
+      // A copy of the binary with no Node CLI beside it: anything handed over would fail.
+      mkdirSync(join(dir, 'native'));
+      copyFileSync(NATIVE, join(dir, 'native', 'burrow'));
+      chmodSync(join(dir, 'native', 'burrow'), 0o755);
+      const alone = (args: string[]): ReturnType<typeof spawnSync> => spawnSync(join(dir, 'native', 'burrow'), args, { env: { ...process.env, ...agent.cliEnv }, cwd: dir, encoding: 'utf8' });
+      const data = randomBytes(300_000);
+      writeFileSync(join(dir, 'up'), data);
+      const remote = join(host.home, 'native-cp');
+      expect(alone(['cp', 'up', `${host.ticket}:${remote}`])).toMatchObject({ status: 0, stdout: '', stderr: '' });
+      expect(alone(['cp', '-p', `${host.ticket}:${remote}`, './down'])).toMatchObject({ status: 0, stdout: '', stderr: '' });
+      expect(readFileSync(join(dir, 'down')).equals(data)).toBe(true);
+      // One source of two is missing: the other is copied, the status is 1, the line the same.
+      for (const c of CLIENTS) mkdirSync(join(host.home, `${c.name}-dir`));
+      const rs = await Promise.all(CLIENTS.map((c) => runCli(agent.cliEnv, ['cp', join(dir, 'up'), join(dir, 'absent'), `${host.ticket}:${host.home}/${c.name}-dir/`], { node: c.node })));
+      expect(rs[0]?.code).toBe(1);
+      expect(rs[0]?.stderr).toContain('absent');
+      expect(rs[1]).toMatchObject({ code: rs[0]?.code, stdout: rs[0]?.stdout, stderr: rs[0]?.stderr.replace('native-dir', 'node-dir') });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('is what ssh-config puts in the ProxyCommand', async () => {
     const r = await runCli(agent.cliEnv, ['ssh-config']);
     expect(r.stdout).toContain(`ProxyCommand env BURROW_SOCKET=${agent.socket} BURROW_STATE=${agent.state} ${NATIVE} proxy %h`);
@@ -262,6 +287,8 @@ describe('native and Node clients agree on every exit class', () => {
   /** Each command through both clients against the stand-in; the native result first. */
   const both = (args: string[], env: Record<string, string> = {}): Promise<CliResult[]> =>
     Promise.all(CLIENTS.map((c) => runCli({ BURROW_SOCKET: sock, BURROW_NO_AUTOSTART: '1', ...env }, args, { node: c.node })));
+  /** `burrow cp` to a pipe, the native fast path's other frames. */
+  const CP = ['cp', 'box:remote', '/tmp/local'];
   const isAttach = (req: Frame): boolean => req.t === 'session_open';
   const attached: Frame = { t: 'attached', name: 'main', offset: 0, screen: Buffer.from('SCREEN\n'), writer: false, pid: 1 };
 
@@ -270,7 +297,7 @@ describe('native and Node clients agree on every exit class', () => {
     for (const code of [...Object.values(ErrorCodes), 'NoSuchCode']) {
       answer = () => [{ t: 'error', code, message: `stand-in ${code}` }];
       const shown = isErrorCode(code) ? code : ErrorCodes.Internal;
-      for (const args of COMMANDS) {
+      for (const args of [...COMMANDS, CP]) {
         const [n, j] = await both(args);
         expect(n, `${code} ${args[0]}`).toMatchObject({ code: exitCodeFor(shown), stderr: `burrow: ${shown}: stand-in ${code}\n` });
         expect(j, `${code} ${args[0]} (node)`).toMatchObject({ code: n?.code, stderr: n?.stderr, stdout: n?.stdout });
@@ -298,6 +325,63 @@ describe('native and Node clients agree on every exit class', () => {
     }
   }, 60_000);
 
+  it('sends the same cp request: paths made absolute by the same rules, flags, several sources', async () => {
+    const cwd = join(dir, 'cwd', 'sub');
+    mkdirSync(cwd, { recursive: true });
+    const ticket = `endpoint${'a'.repeat(40)}`;
+    const id = 'ab'.repeat(32);
+    const cases = [
+      ['cp', 'a/../b/./c', 'box:'],
+      ['cp', '-rp', '--resume', 'x/', '.hidden', '../up/', 'box:dst/'],
+      ['cp', '-L', 'box:1234:p', 'local'],
+      ['cp', 'user@h.burrow:f', '--', '-dst'],
+      ['cp', '/', '//x//', '', '.', 'me@host.example:22:in'],
+      [`cp`, `${ticket}:p`, `${id}:/q`, 'here/'],
+      ['cp', '[::1]:p', 'x'], // brackets: the Node CLI judges, and takes it
+      ['cp', 'odd_name.burrow:p', 'x'], // not an alias name: the Node CLI says why
+      ['cp', 'bad target:p', 'x'],
+      ['cp', 'h:99999:p', 'x'],
+      ['cp', 'a', 'b'], // both local: usage
+      ['cp', 'a', 'box:b', '--bogus'],
+      ['cp', '-rx', 'a', 'box:b'],
+      ['cp', 'a'],
+    ];
+    for (const args of cases) {
+      const got: (Frame | undefined)[] = [];
+      const rs: CliResult[] = [];
+      for (const c of CLIENTS) {
+        let req: Frame | undefined;
+        answer = (r) => {
+          req = r;
+          return [{ t: 'result', value: { files: 1 } }];
+        };
+        rs.push(await runCli({ BURROW_SOCKET: sock, BURROW_NO_AUTOSTART: '1' }, args, { node: c.node, cwd }));
+        got.push(req);
+      }
+      expect(rs[1], `${args.join(' ')} (node)`).toMatchObject({ code: rs[0]?.code, stdout: rs[0]?.stdout, stderr: rs[0]?.stderr });
+      expect(got[1], args.join(' ')).toEqual(got[0]);
+    }
+  }, 120_000);
+
+  it('passes cp warnings on made printable, and gives 1 when anything was skipped or failed', async () => {
+    const warn: Frame = { t: 'stderr', data: Buffer.from('burrow: skipped "a\x1b[31m\u202eb\u0085": it is a fifo\n\u00e9 ok\n') };
+    const progress: Frame = { t: 'progress', path: 'x', bytes: 1, size: 2, files: 0, totalBytes: 1 };
+    const outcomes: [Frame[], number][] = [
+      [[progress, warn, { t: 'result', value: { files: 1, skipped: 1 } }], 1],
+      [[warn, { t: 'result', value: { files: 0, failed: 2, bytes: 2 ** 40 } }], 1],
+      [[progress, { t: 'result', value: { files: 3, bytes: 5_000_000_000, skipped: 0 } }], 0],
+      [[{ t: 'error', code: 'IoError', message: 'no such file "\x07x\u009b"' }], exitCodeFor(ErrorCodes.IoError)],
+      [[{ t: 'stdout', data: Buffer.from('?') }], 255],
+    ];
+    for (const [frames, status] of outcomes) {
+      answer = () => frames;
+      const [n, j] = await both(CP);
+      expect(n?.code, JSON.stringify(frames)).toBe(status);
+      expect(n?.stderr).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
+      expect(j, `${JSON.stringify(frames)} (node)`).toMatchObject({ code: n?.code, stdout: n?.stdout, stderr: n?.stderr });
+    }
+  });
+
   it('leaves session usage errors to the Node CLI: the same line and status 2', async () => {
     for (const args of [['session', 'attach', 'box'], ['ssh', 'box', '--session'], ['ssh', 'box', '--session', 'main', '--session-linger', 'soon'], ['session', 'attach', 'box', 'main', '--bogus']]) {
       const [n, j] = await both(args);
@@ -309,14 +393,14 @@ describe('native and Node clients agree on every exit class', () => {
 
   it('gives 255 and the same line when the daemon goes away before answering, or is not there', async () => {
     answer = () => [];
-    for (const args of COMMANDS) {
+    for (const args of [...COMMANDS, CP]) {
       const [n, j] = await both(args);
       expect(n?.code, args[0]).toBe(255);
       expect(n?.stderr, args[0]).toMatch(/^burrow: Disconnected: .+\n$/);
       expect(j, `${args[0]} (node)`).toMatchObject({ code: n?.code, stderr: n?.stderr });
     }
     const none = join(dir, 'none.sock');
-    for (const args of COMMANDS) {
+    for (const args of [...COMMANDS, CP]) {
       for (const r of await both(args, { BURROW_SOCKET: none })) expect(r, args[0]).toMatchObject({ code: 255, stderr: `burrow: DaemonUnavailable: no daemon at ${none}\n` });
     }
   }, 60_000);

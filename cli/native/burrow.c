@@ -1,6 +1,7 @@
 /*
- * burrow's native fast path: `burrow exec`, `burrow proxy`, and attaching to a persistent session
- * (`burrow ssh TARGET --session NAME`, `burrow session attach`) without starting Node.
+ * burrow's native fast path: `burrow exec`, `burrow proxy`, `burrow cp` to a pipe or file, and
+ * attaching to a persistent session (`burrow ssh TARGET --session NAME`, `burrow session attach`)
+ * without starting Node.
  *
  * Why: a warm `burrow exec` is one IPC round trip plus one SSH channel, a few milliseconds, but
  * starting Node costs 70 ms on a small machine, seven times OpenSSH's whole ControlMaster exec.
@@ -120,6 +121,14 @@ static void mp_bin(buf_t *b, const uint8_t *p, size_t n) {
   put(b, p, n);
 }
 
+static void mp_array(buf_t *b, uint32_t n) {
+  if (n < 16) put_u8(b, (uint8_t)(0x90 | n));
+  else if (n < 0x10000) { put_u8(b, 0xdc); put_be(b, n, 2); }
+  else { put_u8(b, 0xdd); put_be(b, n, 4); }
+}
+
+static void mp_true(buf_t *b) { put_u8(b, 0xc3); }
+
 static void mp_uint(buf_t *b, uint32_t v) {
   if (v < 128) put_u8(b, (uint8_t)v);
   else { put_u8(b, 0xce); put_be(b, v, 4); }
@@ -149,7 +158,7 @@ enum { MP_NIL, MP_BOOL, MP_INT, MP_STR, MP_BIN, MP_MAP, MP_ARRAY, MP_OTHER };
 typedef struct {
   int type;
   int64_t i;          /* MP_INT, MP_BOOL */
-  const uint8_t *s;   /* MP_STR, MP_BIN */
+  const uint8_t *s;   /* MP_STR, MP_BIN; for MP_MAP / MP_ARRAY where the items start */
   size_t n;           /* length, or entry count for MP_MAP / MP_ARRAY */
 } mpv_t;
 
@@ -188,8 +197,8 @@ static mpv_t rd_value(rd_t *r) {
   size_t n = 0;
   if (c <= 0x7f) { v.type = MP_INT; v.i = c; return v; }
   if (c >= 0xe0) { v.type = MP_INT; v.i = (int8_t)c; return v; }
-  if ((c & 0xf0) == 0x80) { v.type = MP_MAP; v.n = c & 0x0f; return v; }
-  if ((c & 0xf0) == 0x90) { v.type = MP_ARRAY; v.n = c & 0x0f; return v; }
+  if ((c & 0xf0) == 0x80) { v.type = MP_MAP; v.n = c & 0x0f; v.s = r->p; return v; }
+  if ((c & 0xf0) == 0x90) { v.type = MP_ARRAY; v.n = c & 0x0f; v.s = r->p; return v; }
   if ((c & 0xe0) == 0xa0) { n = c & 0x1f; goto str; }
   switch (c) {
     case 0xc0: v.type = MP_NIL; return v;
@@ -218,10 +227,10 @@ static mpv_t rd_value(rd_t *r) {
     case 0xd9: n = rd_be(r, 1); goto str;
     case 0xda: n = rd_be(r, 2); goto str;
     case 0xdb: n = rd_be(r, 4); goto str;
-    case 0xdc: v.type = MP_ARRAY; v.n = rd_be(r, 2); return v;
-    case 0xdd: v.type = MP_ARRAY; v.n = rd_be(r, 4); return v;
-    case 0xde: v.type = MP_MAP; v.n = rd_be(r, 2); return v;
-    case 0xdf: v.type = MP_MAP; v.n = rd_be(r, 4); return v;
+    case 0xdc: v.type = MP_ARRAY; v.n = rd_be(r, 2); v.s = r->p; return v;
+    case 0xdd: v.type = MP_ARRAY; v.n = rd_be(r, 4); v.s = r->p; return v;
+    case 0xde: v.type = MP_MAP; v.n = rd_be(r, 2); v.s = r->p; return v;
+    case 0xdf: v.type = MP_MAP; v.n = rd_be(r, 4); v.s = r->p; return v;
     default: r->bad = 1; return v; /* 0xc1 is never used */
   }
 str:
@@ -256,6 +265,20 @@ static mpv_t fld(const frame_t *f, const char *name) {
   for (size_t i = 0; i < f->n; i++)
     if (str_is(f->field[i].key, name)) return f->field[i].val;
   return (mpv_t){MP_NIL, 0, NULL, 0};
+}
+
+/* The integer at `name` in map m (a frame's field, read to its end by parse_frame), else 0. */
+static int64_t map_int(mpv_t m, const char *name, const uint8_t *end) {
+  if (m.type != MP_MAP || !m.s) return 0;
+  rd_t r = {m.s, end, 0};
+  for (size_t k = 0; k < m.n && !r.bad; k++) {
+    mpv_t key = rd_value(&r);
+    rd_skip(&r, key);
+    mpv_t val = rd_value(&r);
+    if (!r.bad && str_is(key, name) && val.type == MP_INT) return val.i;
+    rd_skip(&r, val);
+  }
+  return 0;
 }
 
 static int parse_frame(const uint8_t *p, size_t n, frame_t *f) {
@@ -813,6 +836,232 @@ static int run(int op, const char *sock_path, const char *target, const char *co
   }
 }
 
+/* ---- cp ---- */
+
+/* shared/errors.ts printable(): C0 and C1 controls (a newline too unless keep_nl) as \xNN and the
+ * bidirectional overrides as \uNNNN, so a remote's file names cannot drive the terminal. A byte
+ * that is not UTF-8 shows as U+FFFD, as Node decodes it (the daemon only sends UTF-8). */
+static void put_printable(FILE *to, const uint8_t *p, size_t n, int keep_nl) {
+  for (size_t i = 0; i < n;) {
+    uint8_t c = p[i];
+    if (c < 0x80) {
+      if ((c < 0x20 && !(c == '\n' && keep_nl)) || c == 0x7f) fprintf(to, "\\x%02x", c);
+      else fputc(c, to);
+      i++;
+      continue;
+    }
+    size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    uint32_t cp = len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+    size_t k = 1;
+    while (k < len && i + k < n && (p[i + k] & 0xc0) == 0x80) cp = (cp << 6) | (p[i + k++] & 0x3fu);
+    if (len == 0 || k < len || (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
+      fputs("\xef\xbf\xbd", to);
+      i++;
+      continue;
+    }
+    if (cp <= 0x9f) fprintf(to, "\\x%02x", (unsigned)cp);
+    else if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) fprintf(to, "\\u%04x", (unsigned)cp);
+    else fwrite(p + i, 1, len, to);
+    i += len;
+  }
+}
+
+static int ascii_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
+/* ^[A-Za-z0-9(_ when first_underscore)][A-Za-z0-9_.-]{0,rest}$, the names of shared/target.ts. */
+static int name_ok(const char *p, size_t n, int first_underscore, size_t rest) {
+  if (n == 0 || n > rest + 1 || !(ascii_alnum(p[0]) || (first_underscore && p[0] == '_'))) return 0;
+  for (size_t k = 1; k < n; k++)
+    if (!(ascii_alnum(p[k]) || p[k] == '_' || p[k] == '.' || p[k] == '-')) return 0;
+  return 1;
+}
+
+/* A target parseTarget surely takes: [user@]host[:port], NAME.burrow, an endpoint id or a ticket.
+ * Anything else (brackets, odd names) goes to the Node CLI, which takes it or names the fault. */
+static int target_ok(const char *t, size_t n) {
+  const char *at = NULL;
+  for (size_t k = 0; k < n; k++)
+    if (t[k] == '@') at = t + k;
+  if (at) {
+    if (!name_ok(t, (size_t)(at - t), 1, 63)) return 0;
+    n -= (size_t)(at + 1 - t);
+    t = at + 1;
+  }
+  static const char burrow_suffix[] = ".burrow";
+  size_t sl = sizeof burrow_suffix - 1;
+  if (n > sl && !memcmp(t + n - sl, burrow_suffix, sl)) return name_ok(t, n - sl, 0, 63);
+  if (n >= 8 + 32 && !memcmp(t, "endpoint", 8)) { /* a ticket: endpoint[a-z2-7]{32,} */
+    size_t k = 8;
+    while (k < n && ((t[k] >= 'a' && t[k] <= 'z') || (t[k] >= '2' && t[k] <= '7'))) k++;
+    if (k == n) return 1;
+  }
+  const char *colon = memchr(t, ':', n);
+  if (colon) { /* host:port, the port 1-65535 */
+    size_t d = n - (size_t)(colon + 1 - t);
+    long port = 0;
+    if (d == 0 || d > 5) return 0;
+    for (size_t k = 0; k < d; k++) {
+      if (colon[1 + k] < '0' || colon[1 + k] > '9') return 0;
+      port = port * 10 + (colon[1 + k] - '0');
+    }
+    if (port < 1 || port > 65535) return 0;
+    n = (size_t)(colon - t);
+  }
+  return name_ok(t, n, 1, 252);
+}
+
+/* parseCopySpec's split (scp's rule): 1 for a local path, 0 for TARGET:path with a target
+ * parseTarget takes, -1 for the Node CLI to judge. */
+static int copy_side(const char *spec) {
+  const char *colon = strchr(spec, ':'), *slash = strchr(spec, '/');
+  if (spec[0] == '/' || spec[0] == '.' || !colon || (slash && slash < colon)) return 1;
+  if (spec[0] == '[') return -1;
+  size_t end = (size_t)(colon - spec), d = 0;
+  while (d < 6 && colon[1 + d] >= '0' && colon[1 + d] <= '9') d++;
+  if (d >= 1 && d <= 5 && colon[1 + d] == ':') end += 1 + d; /* host:PORT:path */
+  return target_ok(spec, end) ? 0 : -1;
+}
+
+/* Node's path.resolve(s): lexical, against the working directory; a trailing slash kept, as
+ * cli/commands/cp.ts keeps it (the daemon has its own working directory). NULL without one. */
+static char *resolve_local(const char *s) {
+  char cwd[PATH_MAX] = "";
+  if (s[0] != '/' && !getcwd(cwd, sizeof cwd)) return NULL;
+  size_t sl = strlen(s);
+  char *out = malloc(strlen(cwd) + sl + 4);
+  if (!out) die_oom();
+  size_t len = 0;
+  const char *parts[2] = {cwd, s};
+  for (int k = 0; k < 2; k++) {
+    for (const char *q = parts[k]; *q;) {
+      while (*q == '/') q++;
+      const char *e = q;
+      while (*e && *e != '/') e++;
+      size_t n = (size_t)(e - q);
+      if (n == 2 && q[0] == '.' && q[1] == '.') {
+        while (len > 0 && out[len - 1] != '/') len--;
+        if (len > 0) len--;
+      } else if (n > 0 && !(n == 1 && q[0] == '.')) {
+        out[len++] = '/';
+        memcpy(out + len, q, n);
+        len += n;
+      }
+      q = e;
+    }
+  }
+  if (len == 0) out[len++] = '/';
+  if (sl > 0 && s[sl - 1] == '/' && strcmp(s, "/") != 0) out[len++] = '/';
+  out[len] = 0;
+  return out;
+}
+
+/* `burrow cp [-r] [-p] [-L] [--resume] [--] SRC... DST` when stderr is no terminal: the daemon
+ * copies; this passes on its warnings and gives the status as cli/commands/cp.ts does. A progress
+ * bar, --json, a usage error or a target to explain are the Node CLI's. */
+static int run_cp(const char *sock_path, int argc, char **argv, int i, int autostart) {
+  if (isatty(2)) fallback();
+  int recursive = 0, preserve = 0, resume = 0, follow = 0, options = 1, np = 0;
+  char **paths = calloc((size_t)argc, sizeof *paths);
+  if (!paths) die_oom();
+  for (; i < argc; i++) {
+    const char *w = argv[i];
+    if (options && !strcmp(w, "--")) options = 0;
+    else if (options && !strcmp(w, "--resume")) resume = 1;
+    else if (options && w[0] == '-' && w[1] == '-') fallback();
+    else if (options && w[0] == '-' && w[1]) {
+      for (const char *c = w + 1; *c; c++) {
+        if (*c == 'r') recursive = 1;
+        else if (*c == 'p') preserve = 1;
+        else if (*c == 'L') follow = 1;
+        else fallback();
+      }
+    } else paths[np++] = argv[i];
+  }
+  if (np < 2) fallback();
+  int dst_side = copy_side(paths[np - 1]);
+  if (dst_side < 0) fallback();
+  for (int k = 0; k < np - 1; k++) {
+    int side = copy_side(paths[k]);
+    if (side < 0 || side == dst_side) fallback();
+  }
+  for (int k = 0; k < np; k++) {
+    if ((k == np - 1 ? dst_side : !dst_side) != 1) continue;
+    if (!(paths[k] = resolve_local(paths[k]))) fallback();
+  }
+
+  buf_t out = {0}, in = {0};
+  size_t at = frame_begin(&out);
+  mp_map(&out, (uint32_t)(3 + (np > 2) + recursive + preserve + resume + follow));
+  mp_str(&out, BURROW_F_T);
+  mp_str(&out, BURROW_T_CP);
+  mp_str(&out, BURROW_F_CP_SRC);
+  mp_str(&out, paths[0]);
+  mp_str(&out, BURROW_F_CP_DST);
+  mp_str(&out, paths[np - 1]);
+  if (np > 2) {
+    mp_str(&out, BURROW_F_CP_SRCS);
+    mp_array(&out, (uint32_t)(np - 1));
+    for (int k = 0; k < np - 1; k++) mp_str(&out, paths[k]);
+  }
+  const struct { int on; const char *name; } flags[] = {{recursive, BURROW_F_CP_RECURSIVE}, {preserve, BURROW_F_CP_PRESERVE}, {resume, BURROW_F_CP_RESUME}, {follow, BURROW_F_CP_FOLLOW}};
+  for (size_t k = 0; k < sizeof flags / sizeof flags[0]; k++) {
+    if (!flags[k].on) continue;
+    mp_str(&out, flags[k].name);
+    mp_true(&out);
+  }
+  frame_end(&out, at);
+  if (out.len - 4 > BURROW_MAX_FRAME) fallback();
+
+  int s = open_daemon(sock_path, autostart, &in);
+  if (s < 0) return 255;
+  frame_t f;
+  for (;;) {
+    ssize_t len;
+    while ((len = next_frame(&in)) != 0) {
+      if (len < 0) return fail(BURROW_E_INTERNAL, "%s", "daemon sent a bad frame: over the size limit");
+      const uint8_t *body = in.p + in.off + 4;
+      if (parse_frame(body, (size_t)len, &f) < 0) return fail(BURROW_E_INTERNAL, "%s", "daemon sent a bad frame: undecodable");
+      in.off += 4 + (size_t)len;
+      if (str_is(f.t, BURROW_T_PROGRESS)) continue; /* shown only on a terminal */
+      if (str_is(f.t, BURROW_T_STDERR)) { /* a warning, or one of several sources failed: the copy goes on */
+        mpv_t data = fld(&f, BURROW_F_STDERR_DATA);
+        if (data.type == MP_BIN || data.type == MP_STR) put_printable(stderr, data.s, data.n, 1);
+        continue;
+      }
+      if (str_is(f.t, BURROW_T_RESULT)) { /* like cp and scp: anything skipped or failed makes it 1 */
+        mpv_t v = fld(&f, BURROW_F_RESULT_VALUE);
+        return map_int(v, "skipped", body + len) + map_int(v, "failed", body + len) > 0 ? 1 : 0;
+      }
+      if (str_is(f.t, BURROW_T_ERROR)) {
+        mpv_t message = fld(&f, BURROW_F_ERROR_MESSAGE);
+        const char *code = known_code(fld(&f, BURROW_F_ERROR_CODE));
+        fprintf(stderr, "burrow: %s: ", code);
+        if (message.type == MP_STR) put_printable(stderr, message.s, message.n, 1);
+        fputc('\n', stderr);
+        return exit_code_for(code);
+      }
+      fputs("burrow: " BURROW_E_UNEXPECTEDFRAME ": daemon sent ", stderr);
+      put_printable(stderr, f.t.s, f.t.n, 1);
+      fputs(" during cp\n", stderr);
+      return 255;
+    }
+    if (in.off == in.len) in.off = in.len = 0;
+    struct pollfd pf = {s, (short)(POLLIN | (out.len > out.off ? POLLOUT : 0)), 0};
+    if (poll(&pf, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      return fail(BURROW_E_INTERNAL, "poll: %s", strerror(errno));
+    }
+    send_pending(s, &out);
+    if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
+      buf_compact(&in);
+      buf_reserve(&in, 65536);
+      ssize_t r = read(s, in.p + in.len, in.cap - in.len);
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) return fail(BURROW_E_DISCONNECTED, "%s", "the daemon closed the session");
+      if (r > 0) in.len += (size_t)r;
+    }
+  }
+}
+
 /* ---- persistent sessions: attach ---- */
 
 typedef struct {
@@ -1167,6 +1416,7 @@ int main(int argc, char **argv) {
     if (i >= argc || strcmp(argv[i], "attach") != 0 || parse_session_attach(argc, argv, i + 1, &a) < 0) fallback();
     return run_attach(socket_path(sock_flag), &a, autostart);
   }
+  if (!strcmp(cmd, "cp")) return run_cp(socket_path(sock_flag), argc, argv, i, autostart);
   const char *target = i < argc ? argv[i++] : NULL;
   if (!target || target[0] == '-') fallback();
 

@@ -179,11 +179,11 @@ export interface CliResult {
 }
 
 /** Run the real CLI as a process: bin/burrow, or the Node CLI alone with `node: true`. */
-export function runCli(env: Record<string, string>, args: string[], opts: { input?: string | Buffer; timeoutMs?: number; node?: boolean } = {}): Promise<CliResult> {
+export function runCli(env: Record<string, string>, args: string[], opts: { input?: string | Buffer; timeoutMs?: number; node?: boolean; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const [cmd, argv] = opts.node ? [process.execPath, [BURROW_JS, ...args]] : [BURROW, args];
-    const p = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'], ...(opts.cwd ? { cwd: opts.cwd } : {}) });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
