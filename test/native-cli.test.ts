@@ -9,6 +9,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as nodePty from '@lydell/node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, exitCodeFor, isErrorCode } from '../shared/errors.js';
 import { FrameDecoder, encodeFrame } from '../shared/ipc/codec.js';
@@ -381,6 +382,34 @@ describe('native and Node clients agree on every exit class', () => {
       expect(j, `${JSON.stringify(frames)} (node)`).toMatchObject({ code: n?.code, stdout: n?.stdout, stderr: n?.stderr });
     }
   });
+
+  it('draws the same progress bar on a terminal, and ends it the same way', async () => {
+    /** The client in a terminal of its own: everything it wrote there, and its status. */
+    const inPty = (node: boolean): Promise<{ out: string; code: number }> =>
+      new Promise((resolve) => {
+        const [cmd, argv] = node ? [process.execPath, [BURROW_JS, ...CP]] : [BURROW, CP];
+        const term = nodePty.spawn(cmd, argv, { name: 'xterm', cols: 200, rows: 24, env: { ...process.env, BURROW_SOCKET: sock, BURROW_NO_AUTOSTART: '1' } as Record<string, string> });
+        let out = '';
+        term.onData((d) => (out += d));
+        term.onExit(({ exitCode }) => resolve({ out, code: exitCode }));
+      });
+    // totalBytes 0: no rate, so nothing in the line depends on time.
+    const progress = (path: string, bytes: number, size: number): Frame => ({ t: 'progress', path, bytes, size, files: 0, totalBytes: 0 });
+    const scenes: Frame[][] = [
+      // 1280 B is 1.25 KiB exactly: toFixed(1) rounds it up; sizes past 4 GiB come as float64.
+      [progress('dir/file.txt', 1280, 1536 * 1024), { t: 'stderr', data: Buffer.from('burrow: skipped "x": a fifo\n') }, progress(`${'a'.repeat(10)}${'\u{1f600}'.repeat(20)}bc`, 5e9, 5e9), { t: 'result', value: { files: 2 } }],
+      [progress(`long/${'é'.repeat(60)}\u{1f600}`, 0, 0), progress('\x1b[2Jx\u202e\n', 7, 9), { t: 'error', code: 'IoError', message: 'gone' }],
+      [progress('cut', 1, 2)], // the daemon goes away mid-copy
+    ];
+    for (const frames of scenes) {
+      answer = () => frames;
+      const n = await inPty(false);
+      const j = await inPty(true);
+      expect(n.out, JSON.stringify(frames)).toMatch(/\r/);
+      expect(n.out).not.toMatch(/\x1b\[2J|\u202e/);
+      expect(j, `${JSON.stringify(frames)} (node)`).toEqual(n);
+    }
+  }, 60_000);
 
   it('leaves session usage errors to the Node CLI: the same line and status 2', async () => {
     for (const args of [['session', 'attach', 'box'], ['ssh', 'box', '--session'], ['ssh', 'box', '--session', 'main', '--session-linger', 'soon'], ['session', 'attach', 'box', 'main', '--bogus']]) {

@@ -209,8 +209,14 @@ static mpv_t rd_value(rd_t *r) {
     case 0xc7: n = rd_be(r, 1) + 1; rd_take(r, n); return v; /* ext 8: type byte + data */
     case 0xc8: n = rd_be(r, 2) + 1; rd_take(r, n); return v;
     case 0xc9: n = rd_be(r, 4) + 1; rd_take(r, n); return v;
-    case 0xca: rd_take(r, 4); return v; /* floats: never in the fields read here */
-    case 0xcb: rd_take(r, 8); return v;
+    case 0xca: rd_take(r, 4); return v; /* float 32: never in the fields read here */
+    case 0xcb: { /* float 64: how msgpackr sends a whole number past 32 bits (a size over 4 GiB) */
+      uint64_t bits = rd_be(r, 8);
+      double d;
+      memcpy(&d, &bits, sizeof d);
+      if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(int64_t)d) { v.type = MP_INT; v.i = (int64_t)d; }
+      return v;
+    }
     case 0xcc: v.type = MP_INT; v.i = (int64_t)rd_be(r, 1); return v;
     case 0xcd: v.type = MP_INT; v.i = (int64_t)rd_be(r, 2); return v;
     case 0xce: v.type = MP_INT; v.i = (int64_t)rd_be(r, 4); return v;
@@ -955,11 +961,77 @@ static char *resolve_local(const char *s) {
   return out;
 }
 
-/* `burrow cp [-r] [-p] [-L] [--resume] [--] SRC... DST` when stderr is no terminal: the daemon
- * copies; this passes on its warnings and gives the status as cli/commands/cp.ts does. A progress
- * bar, --json, a usage error or a target to explain are the Node CLI's. */
+/* cli/format.ts humanBytes(): whole bytes, else one decimal rounded half up as toFixed(1) does
+ * (exact for whole byte counts; a rate is rounded to whole bytes first). */
+static void human_bytes(char *out, size_t cap, double n) {
+  static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  uint64_t v = n <= 0 ? 0 : n >= 9007199254740992.0 ? 9007199254740992ull : (uint64_t)(n + 0.5), d = 1;
+  int i = 0;
+  while (v >= d * 1024 && i < 4) d *= 1024, i++;
+  if (i == 0) { snprintf(out, cap, "%llu B", (unsigned long long)v); return; }
+  uint64_t tenths = (v * 10) / d + ((v * 10) % d * 2 >= d);
+  snprintf(out, cap, "%llu.%llu %s", (unsigned long long)(tenths / 10), (unsigned long long)(tenths % 10), units[i]);
+}
+
+/* The UTF-16 length of UTF-8 text, as a JS string's .length counts it. */
+static size_t utf16_len(const char *p, size_t n) {
+  size_t units = 0;
+  for (size_t k = 0; k < n; k++)
+    if (((uint8_t)p[k] & 0xc0) != 0x80) units += (uint8_t)p[k] >= 0xf0 ? 2 : 1;
+  return units;
+}
+
+/* cli/commands/cp.ts's bar line for one progress frame, written over the last one: the name
+ * printable, cut to its last 39 UTF-16 units after an ellipsis when longer than 40 (half of a
+ * pair cut off shows as U+FFFD, as Node writes a lone surrogate), and the line padded to 78. */
+static void draw_bar(const frame_t *f, double secs, int *drawn) {
+  mpv_t path = fld(f, BURROW_F_PROGRESS_PATH);
+  double bytes = (double)fld(f, BURROW_F_PROGRESS_BYTES).i, size = (double)fld(f, BURROW_F_PROGRESS_SIZE).i;
+  double total = (double)fld(f, BURROW_F_PROGRESS_TOTALBYTES).i;
+  char *shown = NULL;
+  size_t shown_n = 0;
+  FILE *m = open_memstream(&shown, &shown_n);
+  if (!m) die_oom();
+  if (path.type == MP_STR) put_printable(m, path.s, path.n, 0);
+  fclose(m);
+  char name[256];
+  size_t units = utf16_len(shown, shown_n);
+  if (units > 40) {
+    /* Walk back 39 units from the end. */
+    size_t at = shown_n, taken = 0;
+    int half = 0;
+    while (at > 0 && taken < 39) {
+      size_t st = at - 1;
+      while (st > 0 && ((uint8_t)shown[st] & 0xc0) == 0x80) st--;
+      size_t w = (uint8_t)shown[st] >= 0xf0 ? 2 : 1;
+      if (taken + w > 39) { half = 1; break; }
+      taken += w;
+      at = st;
+    }
+    snprintf(name, sizeof name, "\xe2\x80\xa6%s%.*s", half ? "\xef\xbf\xbd" : "", (int)(shown_n - at), shown + at);
+  } else snprintf(name, sizeof name, "%.*s", (int)shown_n, shown);
+  free(shown);
+  double rate = total / secs;
+  char b[32], sz[32], r[32], eta[32], line[512];
+  human_bytes(b, sizeof b, bytes);
+  human_bytes(sz, sizeof sz, size);
+  human_bytes(r, sizeof r, rate);
+  if (rate > 0 && size > bytes) {
+    double q = (size - bytes) / rate;
+    long long c = (long long)q;
+    snprintf(eta, sizeof eta, "%llds", (double)c < q ? c + 1 : c); /* Math.ceil */
+  } else strcpy(eta, "--");
+  long pct = size > 0 ? (long)(100 * bytes / size) : 100;
+  snprintf(line, sizeof line, "%s  %3ld%%  %s/%s  %s/s  ETA %s", name, pct, b, sz, r, eta);
+  size_t len = utf16_len(line, strlen(line));
+  fprintf(stderr, "\r%s%*s", line, len < 78 ? (int)(78 - len) : 0, "");
+  *drawn = 1;
+}
+
+/* `burrow cp [-r] [-p] [-L] [--resume] [--] SRC... DST`: the daemon copies; this shows its
+ * progress on a terminal, passes on its warnings and gives the status as cli/commands/cp.ts does.
+ * --json, a usage error or a target to explain are the Node CLI's. */
 static int run_cp(const char *sock_path, int argc, char **argv, int i, int autostart) {
-  if (isatty(2)) fallback();
   int recursive = 0, preserve = 0, resume = 0, follow = 0, options = 1, np = 0;
   char **paths = calloc((size_t)argc, sizeof *paths);
   if (!paths) die_oom();
@@ -1014,17 +1086,34 @@ static int run_cp(const char *sock_path, int argc, char **argv, int i, int autos
 
   int s = open_daemon(sock_path, autostart, &in);
   if (s < 0) return 255;
+  const int bar = isatty(2);
+  int drawn = 0;
+  struct timespec began;
+  clock_gettime(CLOCK_REALTIME, &began);
   frame_t f;
   for (;;) {
     ssize_t len;
     while ((len = next_frame(&in)) != 0) {
-      if (len < 0) return fail(BURROW_E_INTERNAL, "%s", "daemon sent a bad frame: over the size limit");
       const uint8_t *body = in.p + in.off + 4;
-      if (parse_frame(body, (size_t)len, &f) < 0) return fail(BURROW_E_INTERNAL, "%s", "daemon sent a bad frame: undecodable");
+      int parsed = len > 0 && parse_frame(body, (size_t)len, &f) == 0;
+      /* Whatever ends the copy starts on a line of its own, below the bar. */
+      if (drawn && !(parsed && (str_is(f.t, BURROW_T_PROGRESS) || str_is(f.t, BURROW_T_STDERR)))) fputc('\n', stderr);
+      if (len < 0) return fail(BURROW_E_INTERNAL, "%s", "daemon sent a bad frame: over the size limit");
+      if (!parsed) return fail(BURROW_E_INTERNAL, "%s", "daemon sent a bad frame: undecodable");
       in.off += 4 + (size_t)len;
-      if (str_is(f.t, BURROW_T_PROGRESS)) continue; /* shown only on a terminal */
+      if (str_is(f.t, BURROW_T_PROGRESS)) {
+        if (!bar) continue;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        /* Date.now() - began, in whole ms as the Node CLI has them. */
+        long long ms = ((long long)now.tv_sec * 1000 + now.tv_nsec / 1000000) - ((long long)began.tv_sec * 1000 + began.tv_nsec / 1000000);
+        double secs = (double)ms / 1000;
+        draw_bar(&f, secs < 0.001 ? 0.001 : secs, &drawn);
+        continue;
+      }
       if (str_is(f.t, BURROW_T_STDERR)) { /* a warning, or one of several sources failed: the copy goes on */
         mpv_t data = fld(&f, BURROW_F_STDERR_DATA);
+        if (drawn) fprintf(stderr, "\r%78s\r", "");
         if (data.type == MP_BIN || data.type == MP_STR) put_printable(stderr, data.s, data.n, 1);
         continue;
       }
@@ -1056,7 +1145,10 @@ static int run_cp(const char *sock_path, int argc, char **argv, int i, int autos
       buf_compact(&in);
       buf_reserve(&in, 65536);
       ssize_t r = read(s, in.p + in.len, in.cap - in.len);
-      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) return fail(BURROW_E_DISCONNECTED, "%s", "the daemon closed the session");
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+        if (drawn) fputc('\n', stderr);
+        return fail(BURROW_E_DISCONNECTED, "%s", "the daemon closed the session");
+      }
       if (r > 0) in.len += (size_t)r;
     }
   }
