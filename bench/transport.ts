@@ -69,6 +69,8 @@ export interface RawStream {
   /** One round of `mib` MiB up, then down, on a fresh stream (MiB/s each way). */
   round(mib: number): Promise<{ up: number; down: number }>;
   close(): Promise<void>;
+  /** The server process, whose CPU a bench may count. */
+  pid: number;
 }
 
 export async function openRawStream(): Promise<RawStream> {
@@ -80,6 +82,7 @@ export async function openRawStream(): Promise<RawStream> {
   const client = await bindLoopback();
   const conn = await client.dial(ticket, 10_000);
   return {
+    pid: child.pid ?? 0,
     async round(mib) {
       const bytes = mib * 1024 * 1024;
       const s = await conn.openStream();

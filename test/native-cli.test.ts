@@ -366,10 +366,13 @@ describe('native and Node clients agree on every exit class', () => {
 
   it('passes cp warnings on made printable, and gives 1 when anything was skipped or failed', async () => {
     const warn: Frame = { t: 'stderr', data: Buffer.from('burrow: skipped "a\x1b[31m\u202eb\u0085": it is a fifo\n\u00e9 ok\n') };
+    // Not UTF-8: each broken sequence is one U+FFFD, as Node decodes it (a daemon only sends UTF-8).
+    const broken: Frame = { t: 'stderr', data: Buffer.from([0x61, 0xe2, 0x82, 0x41, 0xe0, 0xa0, 0xed, 0xa0, 0x80, 0xc0, 0xaf, 0xf0, 0x9f, 0x98, 0x0a]) };
     const progress: Frame = { t: 'progress', path: 'x', bytes: 1, size: 2, files: 0, totalBytes: 1 };
     const outcomes: [Frame[], number][] = [
       [[progress, warn, { t: 'result', value: { files: 1, skipped: 1 } }], 1],
       [[warn, { t: 'result', value: { files: 0, failed: 2, bytes: 2 ** 40 } }], 1],
+      [[broken, { t: 'result', value: { files: 0, skipped: 2 ** 40 } }], 1],
       [[progress, { t: 'result', value: { files: 3, bytes: 5_000_000_000, skipped: 0 } }], 0],
       [[{ t: 'error', code: 'IoError', message: 'no such file "\x07x\u009b"' }], exitCodeFor(ErrorCodes.IoError)],
       [[{ t: 'stdout', data: Buffer.from('?') }], 255],

@@ -844,32 +844,65 @@ static int run(int op, const char *sock_path, const char *target, const char *co
 
 /* ---- cp ---- */
 
-/* shared/errors.ts printable(): C0 and C1 controls (a newline too unless keep_nl) as \xNN and the
- * bidirectional overrides as \uNNNN, so a remote's file names cannot drive the terminal. A byte
- * that is not UTF-8 shows as U+FFFD, as Node decodes it (the daemon only sends UTF-8). */
-static void put_printable(FILE *to, const uint8_t *p, size_t n, int keep_nl) {
+/* The UTF-8 sequence at p (n > 0 bytes left): its length, with *cp set; or 0, with *bad set to
+ * how many bytes Node's decoder shows as one U+FFFD (a broken sequence's valid prefix, or one
+ * byte that starts none). The second byte's range excludes overlongs, surrogates and code points
+ * past U+10FFFF. */
+static size_t utf8_next(const uint8_t *p, size_t n, uint32_t *cp, size_t *bad) {
+  uint8_t c = p[0];
+  size_t len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  uint8_t lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80, hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+  uint32_t v = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+  size_t k = 1;
+  while (k < len && k < n && p[k] >= (k == 1 ? lo : 0x80) && p[k] <= (k == 1 ? hi : 0xbf)) v = (v << 6) | (p[k++] & 0x3fu);
+  if (len == 0 || k < len) {
+    *bad = k;
+    return 0;
+  }
+  *cp = v;
+  return len;
+}
+
+/* shared/errors.ts printable(), appended to `out`: C0 and C1 controls (a newline too unless
+ * keep_nl) as \xNN and the bidirectional overrides as \uNNNN, so a remote's file names cannot
+ * drive the terminal; what is not UTF-8 as U+FFFD, as Node decodes it. */
+static void put_printable(buf_t *out, const uint8_t *p, size_t n, int keep_nl) {
+  char esc[8];
   for (size_t i = 0; i < n;) {
-    uint8_t c = p[i];
-    if (c < 0x80) {
-      if ((c < 0x20 && !(c == '\n' && keep_nl)) || c == 0x7f) fprintf(to, "\\x%02x", c);
-      else fputc(c, to);
-      i++;
+    uint32_t cp = 0;
+    size_t bad = 1, len = utf8_next(p + i, n - i, &cp, &bad);
+    if (len == 0) {
+      put(out, "\xef\xbf\xbd", 3);
+      i += bad;
       continue;
     }
-    size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-    uint32_t cp = len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
-    size_t k = 1;
-    while (k < len && i + k < n && (p[i + k] & 0xc0) == 0x80) cp = (cp << 6) | (p[i + k++] & 0x3fu);
-    if (len == 0 || k < len || (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
-      fputs("\xef\xbf\xbd", to);
-      i++;
-      continue;
-    }
-    if (cp <= 0x9f) fprintf(to, "\\x%02x", (unsigned)cp);
-    else if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) fprintf(to, "\\u%04x", (unsigned)cp);
-    else fwrite(p + i, 1, len, to);
+    if ((cp < 0x20 && !(cp == '\n' && keep_nl)) || (cp >= 0x7f && cp <= 0x9f)) put(out, esc, (size_t)snprintf(esc, sizeof esc, "\\x%02x", (unsigned)cp));
+    else if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) put(out, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp));
+    else put(out, p + i, len);
     i += len;
   }
+}
+
+/* Text for the terminal, whole, in one write as Node writes it. */
+static void say(const char *prefix, const uint8_t *p, size_t n, const char *suffix) {
+  buf_t b = {0};
+  put(&b, prefix, strlen(prefix));
+  if (p) put_printable(&b, p, n, 1);
+  put(&b, suffix, strlen(suffix));
+  (void)write_all(2, b.p, b.len);
+  free(b.p);
+}
+
+/* Whether s is UTF-8 throughout (what is not, Node would change on its way to the daemon). */
+static int is_utf8(const char *s) {
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    size_t bad, len = utf8_next((const uint8_t *)s + i, n - i, &cp, &bad);
+    if (len == 0) return 0;
+    i += len;
+  }
+  return 1;
 }
 
 static int ascii_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
@@ -988,12 +1021,10 @@ static void draw_bar(const frame_t *f, double secs, int *drawn) {
   mpv_t path = fld(f, BURROW_F_PROGRESS_PATH);
   double bytes = (double)fld(f, BURROW_F_PROGRESS_BYTES).i, size = (double)fld(f, BURROW_F_PROGRESS_SIZE).i;
   double total = (double)fld(f, BURROW_F_PROGRESS_TOTALBYTES).i;
-  char *shown = NULL;
-  size_t shown_n = 0;
-  FILE *m = open_memstream(&shown, &shown_n);
-  if (!m) die_oom();
-  if (path.type == MP_STR) put_printable(m, path.s, path.n, 0);
-  fclose(m);
+  buf_t printed = {0};
+  if (path.type == MP_STR) put_printable(&printed, path.s, path.n, 0);
+  const char *shown = printed.p ? (const char *)printed.p : "";
+  size_t shown_n = printed.len;
   char name[256];
   size_t units = utf16_len(shown, shown_n);
   if (units > 40) {
@@ -1010,7 +1041,7 @@ static void draw_bar(const frame_t *f, double secs, int *drawn) {
     }
     snprintf(name, sizeof name, "\xe2\x80\xa6%s%.*s", half ? "\xef\xbf\xbd" : "", (int)(shown_n - at), shown + at);
   } else snprintf(name, sizeof name, "%.*s", (int)shown_n, shown);
-  free(shown);
+  free(printed.p);
   double rate = total / secs;
   char b[32], sz[32], r[32], eta[32], line[512];
   human_bytes(b, sizeof b, bytes);
@@ -1024,7 +1055,9 @@ static void draw_bar(const frame_t *f, double secs, int *drawn) {
   long pct = size > 0 ? (long)(100 * bytes / size) : 100;
   snprintf(line, sizeof line, "%s  %3ld%%  %s/%s  %s/s  ETA %s", name, pct, b, sz, r, eta);
   size_t len = utf16_len(line, strlen(line));
-  fprintf(stderr, "\r%s%*s", line, len < 78 ? (int)(78 - len) : 0, "");
+  char out[600];
+  int w = snprintf(out, sizeof out, "\r%s%*s", line, len < 78 ? (int)(78 - len) : 0, "");
+  (void)write_all(2, (const uint8_t *)out, w < 0 ? 0 : (size_t)w < sizeof out ? (size_t)w : sizeof out - 1);
   *drawn = 1;
 }
 
@@ -1057,8 +1090,9 @@ static int run_cp(const char *sock_path, int argc, char **argv, int i, int autos
     if (side < 0 || side == dst_side) fallback();
   }
   for (int k = 0; k < np; k++) {
+    if (!is_utf8(paths[k])) fallback();
     if ((k == np - 1 ? dst_side : !dst_side) != 1) continue;
-    if (!(paths[k] = resolve_local(paths[k]))) fallback();
+    if (!(paths[k] = resolve_local(paths[k])) || !is_utf8(paths[k])) fallback(); /* the cwd too */
   }
 
   buf_t out = {0}, in = {0};
@@ -1082,7 +1116,8 @@ static int run_cp(const char *sock_path, int argc, char **argv, int i, int autos
     mp_true(&out);
   }
   frame_end(&out, at);
-  if (out.len - 4 > BURROW_MAX_FRAME) fallback();
+  /* msgpackr's headers are a few bytes longer than these: near the limit, the Node CLI decides. */
+  if (out.len - 4 > BURROW_MAX_FRAME - 64) fallback();
 
   int s = open_daemon(sock_path, autostart, &in);
   if (s < 0) return 255;
@@ -1113,25 +1148,23 @@ static int run_cp(const char *sock_path, int argc, char **argv, int i, int autos
       }
       if (str_is(f.t, BURROW_T_STDERR)) { /* a warning, or one of several sources failed: the copy goes on */
         mpv_t data = fld(&f, BURROW_F_STDERR_DATA);
-        if (drawn) fprintf(stderr, "\r%78s\r", "");
-        if (data.type == MP_BIN || data.type == MP_STR) put_printable(stderr, data.s, data.n, 1);
+        int text = data.type == MP_BIN || data.type == MP_STR;
+        say(drawn ? "\r                                                                              \r" : "", text ? data.s : NULL, text ? data.n : 0, "");
         continue;
       }
       if (str_is(f.t, BURROW_T_RESULT)) { /* like cp and scp: anything skipped or failed makes it 1 */
         mpv_t v = fld(&f, BURROW_F_RESULT_VALUE);
-        return map_int(v, "skipped", body + len) + map_int(v, "failed", body + len) > 0 ? 1 : 0;
+        return (double)map_int(v, "skipped", body + len) + (double)map_int(v, "failed", body + len) > 0 ? 1 : 0;
       }
       if (str_is(f.t, BURROW_T_ERROR)) {
         mpv_t message = fld(&f, BURROW_F_ERROR_MESSAGE);
         const char *code = known_code(fld(&f, BURROW_F_ERROR_CODE));
-        fprintf(stderr, "burrow: %s: ", code);
-        if (message.type == MP_STR) put_printable(stderr, message.s, message.n, 1);
-        fputc('\n', stderr);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "burrow: %s: ", code);
+        say(prefix, message.type == MP_STR ? message.s : NULL, message.type == MP_STR ? message.n : 0, "\n");
         return exit_code_for(code);
       }
-      fputs("burrow: " BURROW_E_UNEXPECTEDFRAME ": daemon sent ", stderr);
-      put_printable(stderr, f.t.s, f.t.n, 1);
-      fputs(" during cp\n", stderr);
+      say("burrow: " BURROW_E_UNEXPECTEDFRAME ": daemon sent ", f.t.s, f.t.n, " during cp\n");
       return 255;
     }
     if (in.off == in.len) in.off = in.len = 0;
