@@ -7,49 +7,17 @@
 
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import * as today from '../test/helpers/daemon.js';
 import { freePort } from '../test/helpers/sshd.js';
 import { cpuSeconds } from './cpu.js';
+import { echoBack, through } from './forward-io.js';
 import { timeRun } from './run.js';
 import { pairRatios, summarize, type Summary } from './stats.js';
 
 type Helpers = typeof today;
-const CHUNK = randomBytes(64 * 1024);
-
-/** Write `n` bytes, honouring backpressure, then end. */
-function sendAndEnd(s: Socket, n: number): void {
-  let sent = 0;
-  const pump = (): void => {
-    while (sent < n) {
-      sent += CHUNK.length;
-      if (!s.write(CHUNK)) return void s.once('drain', pump);
-    }
-    s.end();
-  };
-  pump();
-}
-
-/** Send `up` bytes through the forward at `port`, then read the echo to its end: [up s, down s]. */
-function through(port: number, up: number): Promise<[number, number]> {
-  return new Promise((done, fail) => {
-    const s = connect(port, '127.0.0.1');
-    const t0 = performance.now();
-    let tUp = 0;
-    let got = 0;
-    s.on('data', (d: Buffer) => {
-      if (got === 0) tUp = performance.now();
-      got += d.length;
-    });
-    s.once('end', () => done([(tUp - t0) / 1000, (performance.now() - tUp) / 1000]));
-    s.once('error', fail);
-    s.once('connect', () => sendAndEnd(s, up));
-  });
-}
-
 interface Build {
   name: string;
   h: Helpers;
@@ -67,11 +35,7 @@ async function main(): Promise<void> {
   const mib = Number(values.mib);
   const rounds = Number(values.rounds);
   // The forward's far end: reads everything, then sends as much back.
-  const svc = createServer({ allowHalfOpen: true }, (s) => {
-    let n = 0;
-    s.on('data', (d: Buffer) => (n += d.length));
-    s.once('end', () => sendAndEnd(s, n));
-  });
+  const svc = echoBack();
   const svcPort = await freePort();
   await new Promise<void>((r) => svc.listen(svcPort, '127.0.0.1', r));
   const builds: Build[] = [];

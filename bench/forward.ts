@@ -3,46 +3,13 @@
 // interleave raw and forward, and the ratio's spread is over rounds.
 //   node dist/bench/forward.js [--mib 64] [--rounds 5]
 
-import { randomBytes } from 'node:crypto';
-import { connect, createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import { runCli, startDaemon, stopAllDaemons } from '../test/helpers/daemon.js';
 import { freePort } from '../test/helpers/sshd.js';
 import { fmt, fmtRatio, pairRatios, summarize } from './stats.js';
+import { echoBack, through } from './forward-io.js';
 import { openRawStream } from './transport.js';
-
-const CHUNK = randomBytes(64 * 1024);
-
-/** Write `n` bytes (in CHUNK pieces) honouring backpressure, then end. */
-function sendAndEnd(s: Socket, n: number): void {
-  let sent = 0;
-  const pump = (): void => {
-    while (sent < n) {
-      sent += CHUNK.length;
-      if (!s.write(CHUNK)) return void s.once('drain', pump);
-    }
-    s.end();
-  };
-  pump();
-}
-
-/** Connect through the forward; send `up` bytes, then read to end; returns [upSeconds, downSeconds]. */
-function through(port: number, up: number): Promise<[number, number]> {
-  return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1');
-    const t0 = performance.now();
-    let tUp = 0;
-    let got = 0;
-    s.on('data', (d: Buffer) => {
-      if (got === 0) tUp = performance.now();
-      got += d.length;
-    });
-    s.once('end', () => resolve([(tUp - t0) / 1000, (performance.now() - tUp) / 1000]));
-    s.once('error', reject);
-    s.once('connect', () => sendAndEnd(s, up));
-  });
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { mib: { type: 'string', default: '64' }, rounds: { type: 'string', default: '5' } } });
@@ -50,11 +17,7 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const bytes = mib * 1024 * 1024;
   // Host-side service: read everything, then send the same amount back.
-  const svc = createServer({ allowHalfOpen: true }, (s) => {
-    let n = 0;
-    s.on('data', (d: Buffer) => (n += d.length));
-    s.once('end', () => sendAndEnd(s, n));
-  });
+  const svc = echoBack();
   const svcPort = await freePort();
   await new Promise<void>((r) => svc.listen(svcPort, '127.0.0.1', r));
   const agent = await startDaemon();
