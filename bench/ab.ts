@@ -3,6 +3,7 @@
 // round), with speed and the daemons' CPU seconds per MiB, as ratios per round (median, range).
 // BASE is a checkout of another commit, built (`git worktree add /tmp/base REF && cd /tmp/base &&
 // ln -s "$PWD/node_modules" ... && npm run build`); its own test helpers start its daemons and CLI.
+// `--base .` runs this build against itself: that spread is the noise floor of a comparison.
 //   node dist/bench/ab.js --base DIR [--mib 64] [--rounds 6]
 
 import { randomBytes } from 'node:crypto';
@@ -12,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { endpointKeyLine } from '../shared/sshkey.js';
 import * as today from '../test/helpers/daemon.js';
 import { freePort } from '../test/helpers/sshd.js';
-import { cpuSeconds } from './cpu.js';
+import { cpuDuring } from './cpu.js';
 import { echoBack, through } from './forward-io.js';
 import { timeRun } from './run.js';
 import { pairRatios, summarize, type Summary } from './stats.js';
@@ -55,14 +56,7 @@ async function main(): Promise<void> {
     const local = join(work, 'payload');
     writeFileSync(local, randomBytes(mib * 1024 * 1024));
     const remote = join(builds[1]!.host.home, 'ab-payload');
-    const daemonsCpu = (b: Build): number => cpuSeconds(b.agent.proc.pid ?? 0) + cpuSeconds(b.host.proc.pid ?? 0);
-    /** CPU seconds of the daemons, and of the clients this process waits for, while `work` runs. */
-    const clientsCpu = (): number => cpuSeconds('self', true) - cpuSeconds('self');
-    const measure = async (b: Build, work: () => Promise<unknown>): Promise<number> => {
-      const c0 = daemonsCpu(b) + clientsCpu();
-      await work();
-      return daemonsCpu(b) + clientsCpu() - c0;
-    };
+    const daemons = (b: Build): number[] => [b.agent.proc.pid ?? 0, b.host.proc.pid ?? 0];
     const kinds = ['cpUp', 'cpDown', 'fwdUp', 'fwdDown'] as const;
     const speed = builds.map(() => Object.fromEntries(kinds.map((k) => [k, [] as number[]])) as Record<(typeof kinds)[number], number[]>);
     const cpu = builds.map(() => ({ cp: [] as number[], fwd: [] as number[] }));
@@ -77,14 +71,14 @@ async function main(): Promise<void> {
         const b = builds[k]!;
         const s = speed[k]!;
         cpu[k]!.cp.push(
-          (await measure(b, async () => {
+          (await cpuDuring([...daemons(b), 'children'], async () => {
             s.cpUp.push((mib * 1000) / (await cp(b, ['cp', local, `box:${remote}`])));
             s.cpDown.push((mib * 1000) / (await cp(b, ['cp', `box:${remote}`, join(work, 'down')])));
           })) * 1000 / (2 * mib),
         );
         rmSync(remote);
         cpu[k]!.fwd.push(
-          (await measure(b, async () => {
+          (await cpuDuring(daemons(b), async () => {
             const [u, d] = await through(b.port, mib * 1024 * 1024);
             s.fwdUp.push(mib / u);
             s.fwdDown.push(mib / d);

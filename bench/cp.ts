@@ -51,21 +51,21 @@ async function main(): Promise<void> {
     try {
       // CPU seconds per MiB moved (up and down together), every process doing the work counted:
       // the raw stream's two, and burrow's daemons with the clients this process starts and waits for.
-      const burrowPids = [agent.proc.pid ?? 0, host.proc.pid ?? 0, 'self' as const];
+      const burrowPids = [agent.proc.pid ?? 0, host.proc.pid ?? 0, 'children' as const];
       for (let i = 0; i < rounds; i++) {
         let base = { up: 0, down: 0 };
-        cpu.raw.push((await cpuDuring([raw.pid, 'self'], false, async () => (base = await raw.round(mib)))) / (2 * mib));
+        cpu.raw.push((await cpuDuring([raw.pid, 'self'], async () => (base = await raw.round(mib)))) / (2 * mib));
         r.rawUp.push(base.up);
         r.rawDown.push(base.down);
         cpu.cp.push(
-          (await cpuDuring(burrowPids, true, async () => {
+          (await cpuDuring(burrowPids, async () => {
             r.cpUp.push(mib * 1000 / await timeRun(BURROW, ['cp', local, `box:${remote}`], env));
             r.cpDown.push(mib * 1000 / await timeRun(BURROW, ['cp', `box:${remote}`, join(work, 'down')], env));
           })) / (2 * mib),
         );
         rmSync(remote);
         cpu.scp.push(
-          (await cpuDuring(burrowPids, true, async () => {
+          (await cpuDuring(burrowPids, async () => {
             r.scpUp.push(mib * 1000 / await timeRun('scp', ['-F', config, local, `box.burrow:${remote}`], env));
             r.scpDown.push(mib * 1000 / await timeRun('scp', ['-F', config, `box.burrow:${remote}`, join(work, 'down')], env));
           })) / (2 * mib),

@@ -347,20 +347,42 @@ describe('native and Node clients agree on every exit class', () => {
       ['cp', '-rx', 'a', 'box:b'],
       ['cp', 'a'],
     ];
-    for (const args of cases) {
+    // The first six the native client serves itself: a copy of it with no Node CLI beside it must
+    // send the same request (the rest it hands over, which the two clients above agree on).
+    const alone = join(dir, 'alone', 'native', 'burrow');
+    mkdirSync(join(dir, 'alone', 'native'), { recursive: true });
+    copyFileSync(NATIVE, alone);
+    chmodSync(alone, 0o755);
+    for (const [k, args] of cases.entries()) {
       const got: (Frame | undefined)[] = [];
       const rs: CliResult[] = [];
-      for (const c of CLIENTS) {
+      const run = async (c: { node: boolean; bin?: string }): Promise<void> => {
         let req: Frame | undefined;
         answer = (r) => {
           req = r;
           return [{ t: 'result', value: { files: 1 } }];
         };
-        rs.push(await runCli({ BURROW_SOCKET: sock, BURROW_NO_AUTOSTART: '1' }, args, { node: c.node, cwd }));
+        const env = { ...process.env, BURROW_SOCKET: sock, BURROW_NO_AUTOSTART: '1' };
+        if (c.bin) {
+          // Not spawnSync: the stand-in daemon answers from this process's event loop.
+          const p = spawn(c.bin, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+          let stdout = '';
+          let stderr = '';
+          p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+          p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          const code = await new Promise<number | null>((r) => p.once('close', r));
+          rs.push({ code, signal: null, stdout, stderr, ms: 0 });
+        } else rs.push(await runCli(env, args, { node: c.node, cwd }));
         got.push(req);
-      }
+      };
+      for (const c of CLIENTS) await run(c);
       expect(rs[1], `${args.join(' ')} (node)`).toMatchObject({ code: rs[0]?.code, stdout: rs[0]?.stdout, stderr: rs[0]?.stderr });
       expect(got[1], args.join(' ')).toEqual(got[0]);
+      if (k < 6) {
+        await run({ node: false, bin: alone });
+        expect(rs[2], `${args.join(' ')} (native alone)`).toMatchObject({ code: 0, stderr: '' });
+        expect(got[2], `${args.join(' ')} (native alone)`).toEqual(got[0]);
+      }
     }
   }, 120_000);
 

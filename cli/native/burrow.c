@@ -747,6 +747,16 @@ static ssize_t next_frame(const buf_t *in) {
   return in->len - in->off < 4 + len ? 0 : (ssize_t)len;
 }
 
+/* Read what the daemon socket holds into `in`: the count, 0 when the daemon closed it, -1 on an
+ * error (errno set), -2 when there was nothing after all (EAGAIN, EINTR). */
+static ssize_t read_daemon(int s, buf_t *in) {
+  buf_compact(in);
+  buf_reserve(in, 65536);
+  ssize_t r = read(s, in->p + in->len, in->cap - in->len);
+  if (r > 0) in->len += (size_t)r;
+  return r < 0 && (errno == EAGAIN || errno == EINTR) ? -2 : r;
+}
+
 /* The `error` frame's line, as the Node CLI prints it; returns its exit status. */
 static int report_error(const frame_t *f, const char *prefix) {
   mpv_t code = fld(f, BURROW_F_ERROR_CODE), message = fld(f, BURROW_F_ERROR_MESSAGE);
@@ -832,12 +842,8 @@ static int run(int op, const char *sock_path, const char *target, const char *co
     }
     send_pending(s, &out);
     if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      buf_compact(&in);
-      buf_reserve(&in, 65536);
-      ssize_t r = read(s, in.p + in.len, in.cap - in.len);
-      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
-        return fail(BURROW_E_DISCONNECTED, "%s", "the daemon closed the session");
-      if (r > 0) in.len += (size_t)r;
+      ssize_t r = read_daemon(s, &in);
+      if (r == 0 || r == -1) return fail(BURROW_E_DISCONNECTED, "%s", "the daemon closed the session");
     }
   }
 }
@@ -1175,14 +1181,11 @@ static int run_cp(const char *sock_path, int argc, char **argv, int i, int autos
     }
     send_pending(s, &out);
     if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
-      buf_compact(&in);
-      buf_reserve(&in, 65536);
-      ssize_t r = read(s, in.p + in.len, in.cap - in.len);
-      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+      ssize_t r = read_daemon(s, &in);
+      if (r == 0 || r == -1) {
         if (drawn) fputc('\n', stderr);
         return fail(BURROW_E_DISCONNECTED, "%s", "the daemon closed the session");
       }
-      if (r > 0) in.len += (size_t)r;
     }
   }
 }
@@ -1415,12 +1418,9 @@ static int run_attach(const char *sock_path, const attach_t *a, int autostart) {
     }
     send_pending(s, &out);
     if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-      buf_compact(&in);
-      buf_reserve(&in, 65536);
-      ssize_t r = read(s, in.p + in.len, in.cap - in.len);
+      ssize_t r = read_daemon(s, &in);
       if (r == 0) LOST(BURROW_E_DISCONNECTED, "the daemon closed the connection");
-      if (r < 0 && errno != EAGAIN && errno != EINTR) LOST(BURROW_E_DAEMONUNAVAILABLE, "daemon connection: %s", strerror(errno));
-      if (r > 0) in.len += (size_t)r;
+      if (r == -1) LOST(BURROW_E_DAEMONUNAVAILABLE, "daemon connection: %s", strerror(errno));
     }
   }
 #undef LOST
